@@ -1,0 +1,106 @@
+"""``credo.envs.make("family:name", **kwargs)``: one registry for every env.
+
+A family is a prefix (``matrix``, ``lbf``, ``mpe``, ``smax``, ``pettingzoo``,
+``gym``) with a builder. Builders of optional families import their packages
+lazily, so ``import credo`` never needs jaxmarl or PettingZoo. Adding a family is
+one ``register_family`` call.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+class EnvKeyError(ValueError):
+    """An env key or keyword argument that the registry cannot build."""
+
+
+@dataclass(frozen=True)
+class Family:
+    prefix: str
+    build: Callable[..., object]  # build(name, **kwargs) -> env
+    names: Callable[[], list[str]]  # names shown by `credo list` and used for suggestions
+    kwargs: Callable[[str], list[str]]  # accepted keyword arguments for a name
+    doc: str
+    install_hint: str = ""  # what to install when the family's package is missing
+    requires: tuple[str, ...] = field(default_factory=tuple)  # importable modules it needs
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> None:
+    """Adds (or replaces) an env family under its prefix."""
+    _FAMILIES[family.prefix] = family
+
+
+def families() -> dict[str, Family]:
+    return dict(_FAMILIES)
+
+
+def _suggest(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def split_key(key: str) -> tuple[Family, str]:
+    if not isinstance(key, str) or ":" not in key:
+        raise EnvKeyError(
+            f"env key {key!r} must look like 'family:name', for example "
+            f"'lbf:Foraging-8x8-2p-3f-v3'. Families: {', '.join(sorted(_FAMILIES))}."
+            + (_suggest(str(key), all_featured_keys()))
+        )
+    prefix, name = key.split(":", 1)
+    if prefix not in _FAMILIES:
+        raise EnvKeyError(
+            f"unknown env family {prefix!r} in {key!r}. Families: {', '.join(sorted(_FAMILIES))}."
+            + _suggest(prefix, sorted(_FAMILIES))
+        )
+    return _FAMILIES[prefix], name
+
+
+def _check_requirements(family: Family) -> None:
+    for module in family.requires:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise EnvKeyError(
+                f"env family {family.prefix!r} needs the package that provides {module!r}, "
+                f"which is not importable ({err}). {family.install_hint}"
+            ) from None
+
+
+def make(key: str, **kwargs):
+    """Builds the env registered under ``key`` ("family:name") with ``kwargs``.
+
+    Unknown keys and keyword arguments raise ``EnvKeyError`` naming close matches.
+    """
+    family, name = split_key(key)
+    _check_requirements(family)
+    accepted = family.kwargs(name)
+    for k in kwargs:
+        if k not in accepted:
+            raise EnvKeyError(
+                f"{key!r} does not take keyword argument {k!r}.{_suggest(k, accepted)} "
+                f"Accepted: {', '.join(accepted) if accepted else 'none'}."
+            )
+    env = family.build(name, **kwargs)
+    env.key = key
+    return env
+
+
+def all_featured_keys() -> list[str]:
+    return [f"{p}:{n}" for p, f in sorted(_FAMILIES.items()) for n in f.names()]
+
+
+def unknown_name(family: Family, name: str, detail: str = "") -> EnvKeyError:
+    """The error for a name a family does not know, with suggestions."""
+    listed = family.names()
+    return EnvKeyError(
+        f"unknown {family.prefix} env {name!r}. {detail}".rstrip()
+        + _suggest(name, listed)
+        + (f" Known: {', '.join(listed[:12])}{' ...' if len(listed) > 12 else ''}." if listed else "")
+    )
