@@ -146,8 +146,7 @@ def check_actions(env, actions, avail_actions=None) -> np.ndarray:
     if bad.size:
         i = int(bad[0])
         raise ValueError(
-            f"agent {i} chose action {int(a[i])}, outside 0..{env.n_actions - 1} "
-            f"({env.n_actions} actions)."
+            f"agent {i} chose action {int(a[i])}, outside 0..{env.n_actions - 1} ({env.n_actions} actions)."
         )
     if avail_actions is not None:
         av = np.asarray(avail_actions)
@@ -156,9 +155,7 @@ def check_actions(env, actions, avail_actions=None) -> np.ndarray:
         if bad.size:
             i = int(bad[0])
             ok = np.flatnonzero(av[i]).tolist()
-            raise ValueError(
-                f"agent {i} chose unavailable action {int(a[i])}; available now: {ok}."
-            )
+            raise ValueError(f"agent {i} chose unavailable action {int(a[i])}; available now: {ok}.")
     return a.astype(np.int32)
 
 

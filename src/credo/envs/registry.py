@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 
 class EnvKeyError(ValueError):

@@ -1,0 +1,28 @@
+import os
+
+# Tests run on the CPU with deterministic, single-threaded XLA unless told otherwise.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--lbf-key",
+        action="append",
+        default=[],
+        help="an lbforaging gymnasium id (e.g. Foraging-2s-12x12-3p-2f-coop-v3) to run the LBF "
+        "parity test on, in place of the built-in list; repeat for several",
+    )
+    parser.addoption("--lbf-steps", type=int, default=1200, help="steps per map in the LBF parity test")
+
+
+def pytest_generate_tests(metafunc):
+    if "lbf_parity_case" in metafunc.fixturenames:
+        from lbf_parity import DEFAULT_CASES
+
+        keys = metafunc.config.getoption("--lbf-key")
+        cases = [(k, {}) for k in keys] if keys else DEFAULT_CASES
+        metafunc.parametrize("lbf_parity_case", cases, ids=[c[0] + _kw_id(c[1]) for c in cases])
+
+
+def _kw_id(kwargs):
+    return "" if not kwargs else "[" + ",".join(f"{k}={v}" for k, v in kwargs.items()) + "]"
