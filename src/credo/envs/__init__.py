@@ -7,11 +7,10 @@
 (2, 15)
 """
 
+from credo.envs import matrix as _matrix
 from credo.envs.core import EnvSpec, HostEnv, MultiAgentEnv, TimeStep, check_actions
 from credo.envs.registry import EnvKeyError, families, make, register_family
 from credo.envs.wrappers import AutoReset
-
-from credo.envs import matrix as _matrix
 
 register_family(_matrix.FAMILY)
 

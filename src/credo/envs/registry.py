@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,7 +42,8 @@ def families() -> dict[str, Family]:
     return dict(_FAMILIES)
 
 
-def _suggest(word: str, options: list[str]) -> str:
+def suggest(word: str, options: list[str]) -> str:
+    """' Did you mean ...?' with the close matches of ``word``, or an empty string."""
     close = difflib.get_close_matches(word, options, n=3, cutoff=0.5)
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
@@ -51,26 +53,25 @@ def split_key(key: str) -> tuple[Family, str]:
         raise EnvKeyError(
             f"env key {key!r} must look like 'family:name', for example "
             f"'lbf:Foraging-8x8-2p-3f-v3'. Families: {', '.join(sorted(_FAMILIES))}."
-            + (_suggest(str(key), all_featured_keys()))
+            + (suggest(str(key), all_featured_keys()))
         )
     prefix, name = key.split(":", 1)
     if prefix not in _FAMILIES:
         raise EnvKeyError(
             f"unknown env family {prefix!r} in {key!r}. Families: {', '.join(sorted(_FAMILIES))}."
-            + _suggest(prefix, sorted(_FAMILIES))
+            + suggest(prefix, sorted(_FAMILIES))
         )
     return _FAMILIES[prefix], name
 
 
 def _check_requirements(family: Family) -> None:
+    # find_spec, not import: importing jaxmarl takes seconds and prints to stdout.
     for module in family.requires:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
+        if importlib.util.find_spec(module) is None:
             raise EnvKeyError(
-                f"env family {family.prefix!r} needs the package that provides {module!r}, "
-                f"which is not importable ({err}). {family.install_hint}"
-            ) from None
+                f"env family {family.prefix!r} needs the package {module!r}, which is not installed. "
+                f"{family.install_hint}"
+            )
 
 
 def make(key: str, **kwargs):
@@ -84,7 +85,7 @@ def make(key: str, **kwargs):
     for k in kwargs:
         if k not in accepted:
             raise EnvKeyError(
-                f"{key!r} does not take keyword argument {k!r}.{_suggest(k, accepted)} "
+                f"{key!r} does not take keyword argument {k!r}.{suggest(k, accepted)} "
                 f"Accepted: {', '.join(accepted) if accepted else 'none'}."
             )
     env = family.build(name, **kwargs)
@@ -101,6 +102,6 @@ def unknown_name(family: Family, name: str, detail: str = "") -> EnvKeyError:
     listed = family.names()
     return EnvKeyError(
         f"unknown {family.prefix} env {name!r}. {detail}".rstrip()
-        + _suggest(name, listed)
+        + suggest(name, listed)
         + (f" Known: {', '.join(listed[:12])}{' ...' if len(listed) > 12 else ''}." if listed else "")
     )

@@ -39,22 +39,11 @@ class AutoReset(MultiAgentEnv):
     def __getattr__(self, name):  # expose the wrapped env's extras (e.g. payoff)
         return getattr(self.__dict__["env"], name)
 
-    def _extend(self, ts: TimeStep, final: TimeStep, done, ep_return, ep_length) -> TimeStep:
-        info = dict(ts.info)
-        info.update(
-            final_obs=final.obs,
-            final_state=final.state,
-            episode_done=done,
-            episode_return=ep_return,
-            episode_length=ep_length,
-        )
-        return ts._replace(info=info)
-
     def _reset(self, key):
         env_state, ts = self.env.reset(key)
         zero_f, zero_i = jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
         state = EpisodeState(env_state, zero_f, zero_i)
-        return state, self._extend(ts, ts, jnp.zeros((), bool), zero_f, zero_i)
+        return state, _with_episode_info(ts, ts, jnp.zeros((), bool), zero_f, zero_i)
 
     def _step(self, key, state: EpisodeState, actions):
         key_step, key_reset = jax.random.split(key)
@@ -75,4 +64,91 @@ class AutoReset(MultiAgentEnv):
             jnp.where(done, 0.0, ep_return),
             jnp.where(done, 0, ep_length),
         )
-        return next_state, self._extend(out, ts, done, ep_return, ep_length)
+        return next_state, _with_episode_info(out, ts, done, ep_return, ep_length)
+
+
+class VecAutoReset:
+    """``n_envs`` copies of an env stepped as one batch, resetting only those that finished.
+
+    ``AutoReset`` under ``vmap`` computes a reset for every env on every step
+    (a batched ``lax.cond`` runs both branches), which dominates the step cost of
+    envs whose reset is dearer than their step (LBF, SMAX). Here the done envs
+    are gathered, at most ``max_resets`` of them are reset and scattered back;
+    steps where none finished skip the reset, and steps where more than
+    ``max_resets`` finished reset the whole batch. Each finished env still gets
+    a fresh reset from its own key, so the reset distribution is unchanged.
+
+    Same ``TimeStep`` and ``info`` conventions as ``AutoReset``, with a leading
+    batch axis ``[n_envs, ...]`` on everything. (Under an outer ``vmap``, e.g.
+    over seeds, the branch becomes a select and all branches run: flatten seeds
+    into the env axis instead where speed matters.)
+    """
+
+    def __init__(self, env: MultiAgentEnv, n_envs: int, max_resets: int | None = None):
+        self.env = env
+        self.key = env.key
+        self.n_envs = int(n_envs)
+        # Episodes end about once per episode_limit steps; leave room for bunching.
+        default = -(-4 * self.n_envs // max(env.episode_limit, 1))
+        self.max_resets = int(min(self.n_envs, max(1, max_resets or default)))
+        self.n_agents, self.obs_dim, self.state_dim = env.n_agents, env.obs_dim, env.state_dim
+        self.n_actions, self.episode_limit = env.n_actions, env.episode_limit
+        self.spec = env.spec
+
+    def reset(self, key: jax.Array) -> tuple[EpisodeState, TimeStep]:
+        env_state, ts = jax.vmap(self.env.reset)(jax.random.split(key, self.n_envs))
+        zero_f = jnp.zeros((self.n_envs,), jnp.float32)
+        zero_i = jnp.zeros((self.n_envs,), jnp.int32)
+        state = EpisodeState(env_state, zero_f, zero_i)
+        return state, _with_episode_info(ts, ts, jnp.zeros((self.n_envs,), bool), zero_f, zero_i)
+
+    def step(self, key: jax.Array, state: EpisodeState, actions: jax.Array) -> tuple[EpisodeState, TimeStep]:
+        """actions: [n_envs, n_agents] int32."""
+        b, k = self.n_envs, self.max_resets
+        key_step, key_reset = jax.random.split(key)
+        env_state, ts = jax.vmap(self.env.step)(jax.random.split(key_step, b), state.env_state, actions)
+        done = ts.terminated | ts.truncated  # [b]
+        ep_return = state.episode_return + ts.reward
+        ep_length = state.episode_length + 1
+        n_done = done.sum()
+        carried = (env_state, ts.obs, ts.state, ts.avail_actions)
+
+        def reset_none():
+            return carried
+
+        def reset_some():
+            idx = jnp.argsort(~done, stable=True)[:k]  # the done envs first
+            idx = jnp.where(jnp.arange(k) < n_done, idx, b)  # index b: dropped by the scatter
+            rs, rts = jax.vmap(self.env.reset)(jax.random.split(key_reset, k))
+            fresh = (rs, rts.obs, rts.state, rts.avail_actions)
+            return jax.tree.map(lambda x, r: x.at[idx].set(r, mode="drop"), carried, fresh)
+
+        def reset_all():
+            rs, rts = jax.vmap(self.env.reset)(jax.random.split(key_reset, b))
+            fresh = (rs, rts.obs, rts.state, rts.avail_actions)
+            return jax.tree.map(lambda r, x: _where_batch(done, r, x), fresh, carried)
+
+        branch = jnp.where(n_done == 0, 0, jnp.where(n_done <= k, 1, 2))
+        next_env_state, obs, gstate, avail = jax.lax.switch(branch, [reset_none, reset_some, reset_all])
+        out = ts._replace(obs=obs, state=gstate, avail_actions=avail)
+        next_state = EpisodeState(
+            next_env_state, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length)
+        )
+        return next_state, _with_episode_info(out, ts, done, ep_return, ep_length)
+
+
+def _where_batch(done, a, b):
+    """Selects along the leading batch axis: ``a[i] if done[i] else b[i]``."""
+    return jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b)
+
+
+def _with_episode_info(ts: TimeStep, final: TimeStep, done, ep_return, ep_length) -> TimeStep:
+    info = dict(ts.info)
+    info.update(
+        final_obs=final.obs,
+        final_state=final.state,
+        episode_done=done,
+        episode_return=ep_return,
+        episode_length=ep_length,
+    )
+    return ts._replace(info=info)
