@@ -60,7 +60,7 @@ What a user should know:
 from __future__ import annotations
 
 import contextlib
-import io
+import os
 import sys
 from typing import Any
 
@@ -114,10 +114,25 @@ _SMAX_KWARGS = [
 ]
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silences file descriptor 1: jaxmarl's import banner bypasses ``sys.stdout`` redirects."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _import_jaxmarl():
     """Imports jaxmarl quietly, or explains how to install it."""
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _quiet_stdout():
             import jaxmarl
     except ImportError as err:
         raise EnvKeyError(
