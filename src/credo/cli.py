@@ -1,4 +1,4 @@
-"""The ``credo`` command line: ``credo list``, ``credo demo``, ``credo rollout ENV``."""
+"""The ``credo`` command line: train, eval, list, rollout, demo."""
 
 from __future__ import annotations
 
@@ -24,11 +24,131 @@ def _envs():
     return envs
 
 
+ALGORITHMS = {
+    "iql": "independent Q-learning (no mixer)",
+    "vdn": "value decomposition networks: Q_tot = sum Q_i",
+    "qmix": "monotone mixing by hypernetworks",
+    "qplex": "duelling mixing, IGM-complete",
+}
+
+
+def config_root():
+    from pathlib import Path
+
+    return Path(__file__).parent / "configs"
+
+
+def config_files(algo: str, env_key: str) -> list:
+    """The YAML layers of a run: the algorithm's, then the env family's."""
+    import difflib
+
+    from credo.config import ConfigError
+
+    root = config_root()
+    algo_file = root / "algos" / f"{algo}.yaml"
+    if algo not in ALGORITHMS or not algo_file.exists():
+        close = difflib.get_close_matches(algo, list(ALGORITHMS), n=2)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown algorithm {algo!r}.{hint} Algorithms: {', '.join(ALGORITHMS)}.")
+    files = [algo_file]
+    env_file = root / "envs" / f"{env_key.split(':', 1)[0]}.yaml"
+    if env_file.exists():
+        files.append(env_file)
+    return files
+
+
+def _print_summary(summary: dict, path) -> None:
+    print(f"\n{summary['algo']} on {summary['env']}: {len(summary['seeds'])} seed(s), run in {path}")
+    ci = summary["final_test_return_ci95"]
+    print(f"  final test return per seed: {', '.join(f'{x:.3f}' for x in summary['final_test_return'])}")
+    print(f"  IQM {summary['final_test_return_iqm']:.3f}  (95% CI {ci[0]:.3f} .. {ci[1]:.3f})")
+    if "final_test_won" in summary:
+        w = summary["final_test_won_ci95"]
+        print(f"  test win rate IQM {summary['final_test_won_iqm']:.1%}  (95% CI {w[0]:.1%} .. {w[1]:.1%})")
+    rate = summary["train_env_steps_per_s"]
+    print(
+        f"  training: {rate:,.0f} env steps/s over all seeds, compile {summary['compile_seconds']:.1f}s"
+        if rate
+        else ""
+    )
+
+
+def cmd_train(args) -> int:
+    from credo.algos.value import ValueConfig
+    from credo.config import load_config
+    from credo.engine.rundir import RunDir
+    from credo.engine.train import Trainer
+
+    if args.resume:
+        run_dir = RunDir(args.resume)
+        if not (run_dir.path / "config.yaml").exists():
+            raise ValueError(f"{run_dir.path} is not a run directory (no config.yaml).")
+        cfg = load_config(ValueConfig, [run_dir.path / "config.yaml"])
+        trainer = Trainer(cfg)
+        state, meta = trainer.load(run_dir)
+        print(
+            f"resuming {run_dir.path} at {min(meta['evals'][-1]['env_steps']) if meta['evals'] else 0} env steps"
+        )
+        summary = trainer.run(run_dir, state, meta, progress=not args.no_progress)
+    else:
+        if not args.algo or not args.env:
+            raise ValueError("credo train needs ALGO and ENV (or --resume RUN_DIR).")
+        overrides = list(args.set)
+        if args.steps is not None:
+            overrides.append(f"total_env_steps={args.steps}")
+        if args.seeds is not None:
+            overrides.append(f"seeds={args.seeds}")
+        cfg = load_config(
+            ValueConfig,
+            config_files(args.algo, args.env),
+            overrides,
+            base={"algo": args.algo, "env": args.env},
+        )
+        trainer = Trainer(cfg)
+        run_dir = RunDir.create(cfg, base=args.out, name=args.name)
+        print(
+            f"{cfg.algo} on {cfg.env}: {cfg.seeds} seed(s), {cfg.total_env_steps:,} env steps each -> {run_dir.path}"
+        )
+        summary = trainer.run(run_dir, progress=not args.no_progress)
+    _print_summary(summary, run_dir.path)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import numpy as np
+
+    from credo import stats
+    from credo.algos.value import ValueConfig
+    from credo.config import load_config
+    from credo.engine.rundir import RunDir
+    from credo.engine.train import Trainer
+
+    run_dir = RunDir(args.run_dir)
+    overrides = [f"test_episodes={args.episodes}"] if args.episodes else []
+    cfg = load_config(ValueConfig, [run_dir.path / "config.yaml"], overrides)
+    trainer = Trainer(cfg)
+    state, meta = trainer.load(run_dir)
+    result = trainer.evaluate(trainer.to_devices(state.learner.params), index=10**6)
+    returns = np.asarray(result.returns).mean(1)
+    print(
+        f"{cfg.algo} on {cfg.env}, checkpoint at {np.asarray(state.env_steps).tolist()} env steps, {cfg.test_episodes} greedy episodes per seed"
+    )
+    for seed, r, w in zip(trainer.seeds, returns, np.asarray(result.won).mean(1)):
+        print(f"  seed {seed}: test return {r:.3f}" + (f", win rate {w:.1%}" if trainer.with_won else ""))
+    point, lo, hi = stats.stratified_bootstrap_ci(returns)
+    print(f"  IQM {point:.3f} (95% CI {lo:.3f} .. {hi:.3f})")
+    return 0
+
+
 def cmd_list(args) -> int:
-    """Prints every env family and its featured envs with their sizes."""
+    """Prints the algorithms, then every env family and its featured envs with their sizes."""
     envs = _envs()
     from credo.envs.registry import EnvKeyError
 
+    print("algorithms (credo train ALGO ENV):")
+    for name, doc in ALGORITHMS.items():
+        print(f"  {name:10s} {doc}")
+    print()
     print(f"{'env':44s} {'agents':>6s} {'obs':>6s} {'state':>6s} {'actions':>7s} {'limit':>6s}")
     for prefix, family in sorted(envs.families().items()):
         print(f"\n# {prefix}: {family.doc}")
@@ -102,6 +222,21 @@ def _parse_kv(text: str):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="credo", description="Credit assignment in reinforcement learning.")
     sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train an algorithm on an env; writes a run directory")
+    t.add_argument("algo", nargs="?", help=f"one of {', '.join(ALGORITHMS)}")
+    t.add_argument("env", nargs="?", help="env key, e.g. lbf:Foraging-8x8-2p-3f-v3 (see credo list)")
+    t.add_argument("--steps", type=lambda x: int(float(x)), help="env steps per seed, e.g. 2e6")
+    t.add_argument("--seeds", type=int, help="number of seeds, trained together")
+    t.add_argument("--out", default="runs", help="parent directory of the run directory (default: runs)")
+    t.add_argument("--name", help="run directory name (default: algo-env-time)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("eval", help="greedy evaluation of a run's last checkpoint")
+    e.add_argument("run_dir")
+    e.add_argument("--episodes", type=int, help="episodes per seed (default: the run's test_episodes)")
+    e.set_defaults(func=cmd_eval)
     sub.add_parser("list", help="registered envs with their agent/obs/state/action sizes").set_defaults(
         func=cmd_list
     )
@@ -118,16 +253,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def use_all_cpu_cores() -> None:
+    """Exposes every CPU core as a JAX host device (before JAX starts).
+
+    XLA runs the small matmuls of RL networks on one thread; the engine shards
+    seeds over devices, so on a CPU this is what puts the other cores to work.
+    No effect on accelerators or when ``XLA_FLAGS`` already sets a device count.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags and "jax" not in sys.modules:
+        os.environ["XLA_FLAGS"] = (
+            f"{flags} --xla_force_host_platform_device_count={os.cpu_count() or 1}".strip()
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", ""))
+    use_all_cpu_cores()
     args = build_parser().parse_args(argv)
     from credo.envs.registry import EnvKeyError
 
     try:
         return args.func(args)
-    except (EnvKeyError, ValueError) as err:
+    except (EnvKeyError, ValueError, FileExistsError, FileNotFoundError) as err:
         print(f"credo: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

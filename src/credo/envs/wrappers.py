@@ -126,7 +126,7 @@ class VecAutoReset:
         def reset_all():
             rs, rts = jax.vmap(self.env.reset)(jax.random.split(key_reset, b))
             fresh = (rs, rts.obs, rts.state, rts.avail_actions)
-            return jax.tree.map(lambda r, x: _where_batch(done, r, x), fresh, carried)
+            return jax.tree.map(lambda r, x: where_batch(done, r, x), fresh, carried)
 
         branch = jnp.where(n_done == 0, 0, jnp.where(n_done <= k, 1, 2))
         next_env_state, obs, gstate, avail = jax.lax.switch(branch, [reset_none, reset_some, reset_all])
@@ -137,7 +137,7 @@ class VecAutoReset:
         return next_state, _with_episode_info(out, ts, done, ep_return, ep_length)
 
 
-def _where_batch(done, a, b):
+def where_batch(done, a, b):
     """Selects along the leading batch axis: ``a[i] if done[i] else b[i]``."""
     return jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b)
 

@@ -1,0 +1,264 @@
+"""Value decomposition for cooperative CTDE: IQL, VDN, QMIX, QPLEX differ only by mixer.
+
+A recurrent agent network (shared across agents, agent id in the input) gives
+each agent's Q-values; a mixer combines the chosen ones into Q_tot, trained on
+TD(lambda) targets from a target network (pymarl2's QMIX learner; EPyMARL's
+with ``td_lambda = 0``). Everything here is a pure function of arrays: the
+engine jits, scans and vmaps it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from credo.buffers.episode import EpisodeBatch
+from credo.credit.td import td_lambda_targets
+from credo.envs.core import EnvSpec
+from credo.mixers import make_mixer
+from credo.networks.agent import RecurrentAgent
+
+ALGO_MIXERS = {"iql": None, "vdn": "vdn", "qmix": "qmix", "qplex": "qplex"}
+
+
+@dataclass(frozen=True)
+class ValueConfig:
+    """Settings of a value-based run; defaults follow EPyMARL's QMIX (see ../shared/REFERENCE.md)."""
+
+    algo: str = "qmix"  # learner: iql, vdn, qmix or qplex
+    env: str = "lbf:Foraging-8x8-2p-3f-v3"  # env key, see `credo list`
+    env_kwargs: dict = field(default_factory=dict)  # keyword arguments for the env
+    total_env_steps: int = 2_050_000  # training budget in env steps (EPyMARL's t_max)
+    seeds: int = 1  # independent seeds, trained together as a vmap axis
+    seed: int = 0  # seed of the first run; run i uses seed + i
+    n_envs: int = 1  # parallel envs per seed; one batch of episodes per iteration (EPyMARL batch_size_run)
+    # acting
+    epsilon_start: float = 1.0  # exploration at the start
+    epsilon_finish: float = 0.05  # exploration after annealing
+    epsilon_anneal_steps: int = 50_000  # env steps over which epsilon falls linearly
+    # agent network
+    hidden_dim: int = 64  # width of the agent network
+    use_rnn: bool = True  # GRU agent (else a feed-forward one)
+    share_params: bool = True  # one network for all agents
+    obs_agent_id: bool = True  # append the agent's one-hot id to its observation
+    obs_last_action: bool = False  # append the agent's previous action (one-hot)
+    # mixer
+    mixer: str | None = "qmix"  # vdn, qmix, qplex or null (independent learners)
+    mixing_embed_dim: int = 32  # QMIX mixing layer width
+    hypernet_layers: int = 2  # depth of QMIX/QPLEX weight hypernetworks
+    hypernet_embed: int = 64  # width of their hidden layer
+    mixer_kwargs: dict = field(default_factory=dict)  # further mixer settings, e.g. QPLEX num_kernel
+    # learning
+    buffer_size: int = 5000  # replay capacity in episodes
+    batch_size: int = 32  # episodes per gradient step
+    updates_per_iteration: int = 1  # gradient steps per collected batch of n_envs episodes
+    optimizer: Literal["adam", "rmsprop"] = "adam"  # EPyMARL: adam; original pymarl: rmsprop
+    lr: float = 5e-4  # learning rate
+    gamma: float = 0.99  # discount
+    td_lambda: float = 0.6  # lambda of TD(lambda) targets (0 = one-step targets)
+    double_q: bool = True  # pick target actions with the online network
+    target_update: Literal["hard", "soft"] = "hard"  # copy every interval, or Polyak-average every update
+    target_update_interval: int = 200  # episodes between hard target updates
+    tau: float = 0.01  # soft target update rate
+    grad_clip: float = 10.0  # global gradient norm clip
+    standardise_rewards: bool = False  # divide rewards by a running std (after removing the running mean)
+    # evaluation, logging, checkpoints
+    test_interval: int = 50_000  # env steps between greedy evaluations
+    test_episodes: int = 100  # episodes per evaluation
+    log_interval: int = 10_000  # env steps per jitted chunk: the granularity of logs and progress
+    save_interval: int = 200_000  # env steps between checkpoints (also saved at the end and on Ctrl-C)
+
+
+class LearnerState(NamedTuple):
+    params: dict  # {"agent": ..., "mixer": ...}
+    target_params: dict
+    opt_state: Any
+    reward_stats: jax.Array  # [3]: count, mean, M2 of rewards seen (for standardisation)
+    last_target_episode: jax.Array  # [] int32
+    updates: jax.Array  # [] int32
+
+
+class ValueLearner:
+    """Pure functions of a value-based learner for one env spec."""
+
+    def __init__(self, cfg: ValueConfig, spec: EnvSpec):
+        self.cfg, self.spec = cfg, spec
+        n, a = spec.n_agents, spec.n_actions
+        self.in_dim = spec.obs_dim + (n if cfg.obs_agent_id else 0) + (a if cfg.obs_last_action else 0)
+        self.agent = RecurrentAgent(n_actions=a, hidden=cfg.hidden_dim, use_rnn=cfg.use_rnn)
+        self.mixer = make_mixer(
+            cfg.mixer,
+            n,
+            spec.state_dim,
+            a,
+            **({"embed_dim": cfg.mixing_embed_dim} if cfg.mixer == "qmix" else {}),
+            **(
+                {"hypernet_layers": cfg.hypernet_layers, "hypernet_embed": cfg.hypernet_embed}
+                if cfg.mixer in ("qmix", "qplex")
+                else {}
+            ),
+            **cfg.mixer_kwargs,
+        )
+        opt = optax.adam(cfg.lr) if cfg.optimizer == "adam" else optax.rmsprop(cfg.lr, decay=0.99, eps=1e-5)
+        self.optimizer = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
+
+    # --- parameters -------------------------------------------------------------
+
+    def init(self, key: jax.Array) -> LearnerState:
+        """Fresh parameters. Call once per seed outside vmap (keeps init out of batched XLA paths)."""
+        n, cfg = self.spec.n_agents, self.cfg
+        k_agent, k_mixer = jax.random.split(key)
+        h = jnp.zeros((1, cfg.hidden_dim))
+        x = jnp.zeros((1, self.in_dim))
+        if cfg.share_params:
+            agent_params = self.agent.init(k_agent, h, x)
+        else:
+            agent_params = jax.vmap(lambda k: self.agent.init(k, h, x))(jax.random.split(k_agent, n))
+        params = {"agent": agent_params}
+        if self.mixer is not None:
+            qs = jnp.zeros((1, n))
+            params["mixer"] = self.mixer.init(
+                k_mixer,
+                qs,
+                jnp.zeros((1, self.spec.state_dim)),
+                max_qs=qs,
+                actions_onehot=jnp.zeros((1, n, self.spec.n_actions)),
+            )
+        return LearnerState(
+            params=params,
+            target_params=params,
+            opt_state=self.optimizer.init(params),
+            reward_stats=jnp.array([1e-4, 0.0, 0.0], jnp.float32),
+            last_target_episode=jnp.zeros((), jnp.int32),
+            updates=jnp.zeros((), jnp.int32),
+        )
+
+    def param_count(self, params: dict) -> dict:
+        return {k: int(sum(x.size for x in jax.tree.leaves(v))) for k, v in params.items()}
+
+    # --- acting -------------------------------------------------------------------
+
+    def initial_hidden(self, batch_shape: tuple[int, ...]) -> jax.Array:
+        return jnp.zeros((*batch_shape, self.spec.n_agents, self.cfg.hidden_dim), jnp.float32)
+
+    def agent_inputs(self, obs, last_actions):
+        """obs [..., n, obs_dim], last_actions [..., n] -> [..., n, in_dim]."""
+        n, parts = self.spec.n_agents, [obs]
+        if self.cfg.obs_agent_id:
+            parts.append(jnp.broadcast_to(jnp.eye(n), (*obs.shape[:-1], n)))
+        if self.cfg.obs_last_action:
+            parts.append(jax.nn.one_hot(last_actions, self.spec.n_actions))
+        return jnp.concatenate(parts, -1)
+
+    def q_values(self, agent_params, hidden, inputs):
+        """One step of every agent: hidden [..., n, h], inputs [..., n, in] -> (hidden', q [..., n, A])."""
+        if self.cfg.share_params:
+            return self.agent.apply(agent_params, hidden, inputs)
+        return jax.vmap(self.agent.apply, in_axes=(0, -2, -2), out_axes=-2)(agent_params, hidden, inputs)
+
+    def act(self, params, hidden, obs, avail, last_actions, key, epsilon):
+        """Epsilon-greedy over available actions: (hidden', actions [..., n] int32)."""
+        hidden, q = self.q_values(params["agent"], hidden, self.agent_inputs(obs, last_actions))
+        return hidden, epsilon_greedy(key, q, avail, epsilon)
+
+    # --- learning -----------------------------------------------------------------
+
+    def unroll(self, agent_params, batch: EpisodeBatch):
+        """Q-values of every step of a batch of episodes: [B, T+1, n, A]."""
+        last = jnp.concatenate([jnp.zeros_like(batch.actions[:, :1]), batch.actions], 1)  # [B, T+1, n]
+        inputs = jnp.moveaxis(self.agent_inputs(batch.obs, last), 1, 0)  # [T+1, B, n, in]
+        h0 = self.initial_hidden(batch.obs.shape[:1])  # [B, n, hidden]
+        run = lambda p, h, x: self.agent.apply(p, h, x, method="unroll")  # noqa: E731
+        if self.cfg.share_params:
+            qs = run(agent_params, h0, inputs)
+        else:
+            qs = jax.vmap(run, in_axes=(0, -2, -2), out_axes=-2)(agent_params, h0, inputs)
+        return jnp.moveaxis(qs, 0, 1)
+
+    def mix(self, mixer_params, qs, state, max_qs, actions_onehot):
+        if self.mixer is None:
+            return qs  # independent learners: one value per agent
+        return self.mixer.apply(mixer_params, qs, state, max_qs=max_qs, actions_onehot=actions_onehot)
+
+    def loss(self, params, target_params, batch: EpisodeBatch, rewards):
+        cfg, big = self.cfg, -1e9
+        qs = self.unroll(params["agent"], batch)  # [B, T+1, n, A]
+        chosen = jnp.take_along_axis(qs[:, :-1], batch.actions[..., None], -1)[..., 0]  # [B, T, n]
+        qs_avail = jnp.where(batch.avail, jax.lax.stop_gradient(qs), big)
+        target_qs = jax.lax.stop_gradient(self.unroll(target_params["agent"], batch))
+        target_avail = jnp.where(batch.avail, target_qs, big)
+        greedy = jnp.argmax(qs_avail if cfg.double_q else target_avail, -1)  # [B, T+1, n]
+        target_chosen = jnp.take_along_axis(target_qs, greedy[..., None], -1)[..., 0]  # [B, T+1, n]
+
+        onehot = jax.nn.one_hot(batch.actions, self.spec.n_actions)
+        q_tot = self.mix(params.get("mixer"), chosen, batch.state[:, :-1], qs_avail[:, :-1].max(-1), onehot)
+        target_tot = self.mix(
+            target_params.get("mixer"),
+            target_chosen,
+            batch.state,
+            target_avail.max(-1),
+            jax.nn.one_hot(greedy, self.spec.n_actions),
+        )
+        targets = td_lambda_targets(
+            rewards, batch.terminated, batch.filled, target_tot, cfg.gamma, cfg.td_lambda
+        )
+        mask = batch.filled.reshape(batch.filled.shape + (1,) * (q_tot.ndim - 2)).astype(jnp.float32)
+        mask = jnp.broadcast_to(mask, q_tot.shape)
+        err = (q_tot - jax.lax.stop_gradient(targets)) * mask
+        loss = jnp.sum(err**2) / jnp.maximum(mask.sum(), 1.0)
+        metrics = {
+            "loss": loss,
+            "td_error_abs": jnp.sum(jnp.abs(err)) / jnp.maximum(mask.sum(), 1.0),
+            "q_taken_mean": jnp.sum(q_tot * mask) / jnp.maximum(mask.sum(), 1.0),
+            "target_mean": jnp.sum(targets * mask) / jnp.maximum(mask.sum(), 1.0),
+        }
+        return loss, metrics
+
+    def update(self, state: LearnerState, batch: EpisodeBatch, episodes_seen) -> tuple[LearnerState, dict]:
+        """One gradient step on a batch of episodes, then the target update if due."""
+        cfg = self.cfg
+        rewards, stats = batch.reward, state.reward_stats
+        if cfg.standardise_rewards:
+            stats = _update_moments(stats, batch.reward, batch.filled)
+            rewards = (rewards - stats[1]) / jnp.sqrt(stats[2] / stats[0] + 1e-8)
+        grads, metrics = jax.grad(self.loss, has_aux=True)(state.params, state.target_params, batch, rewards)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics["grad_norm"] = optax.global_norm(grads)
+
+        if cfg.target_update == "soft":
+            target = optax.incremental_update(params, state.target_params, cfg.tau)
+            last = state.last_target_episode
+        else:
+            due = episodes_seen - state.last_target_episode >= cfg.target_update_interval
+            target = jax.tree.map(lambda p, t: jnp.where(due, p, t), params, state.target_params)
+            last = jnp.where(due, episodes_seen, state.last_target_episode).astype(jnp.int32)
+        new = LearnerState(params, target, opt_state, stats, last, state.updates + 1)
+        return new, metrics
+
+
+def epsilon_greedy(key, q, avail, epsilon):
+    """Greedy available action, or with probability epsilon a uniform available one."""
+    k_pick, k_rand = jax.random.split(key)
+    greedy = jnp.argmax(jnp.where(avail, q, -jnp.inf), -1)
+    uniform = jax.random.categorical(k_rand, jnp.where(avail, 0.0, -jnp.inf))
+    explore = jax.random.uniform(k_pick, greedy.shape) < epsilon
+    return jnp.where(explore, uniform, greedy).astype(jnp.int32)
+
+
+def _update_moments(stats, rewards, mask):
+    """Chan et al.'s parallel update of (count, mean, M2) with the masked rewards."""
+    count, mean, m2 = stats[0], stats[1], stats[2]
+    m = mask.astype(jnp.float32)
+    n = m.sum()
+    batch_mean = jnp.sum(rewards * m) / jnp.maximum(n, 1.0)
+    batch_m2 = jnp.sum(((rewards - batch_mean) * m) ** 2)
+    total = count + n
+    delta = batch_mean - mean
+    mean = mean + delta * n / total
+    m2 = m2 + batch_m2 + delta**2 * count * n / total
+    return jnp.stack([total, mean, m2])

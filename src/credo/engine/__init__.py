@@ -1,0 +1,1 @@
+"""The training engine: jitted chunks of collect -> store -> update, vmapped seeds, runs on disk."""

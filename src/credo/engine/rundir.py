@@ -1,0 +1,152 @@
+"""One directory per run: config, per-seed metrics, checkpoints, learning curve and summary.
+
+runs/qmix-lbf-Foraging-8x8-2p-3f-v3-20261122-101500/
+  config.yaml              the resolved config (what `--resume` rebuilds the run from)
+  metrics/seed_0.jsonl     one row per chunk (training) and per evaluation (test_* fields)
+  checkpoints/last.npz     the latest checkpoint, written atomically
+  learning_curve.png       test return over env steps: mean and 95% bootstrap band over seeds
+  summary.json             final test return per seed, IQM with 95% CI, throughput
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from credo import stats
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, cfg, base: str | Path = "runs", name: str | None = None) -> RunDir:
+        """A new run directory under ``base`` (named after algo, env and time unless ``name``)."""
+        from credo.config import save_config
+
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = name or f"{cfg.algo}-{re.sub(r'[^A-Za-z0-9._-]+', '-', cfg.env)}-{stamp}"
+        path = Path(base) / name
+        if path.exists() and any(path.iterdir()):
+            raise FileExistsError(
+                f"run directory {path} exists and is not empty; pick another --out or use --resume."
+            )
+        (path / "metrics").mkdir(parents=True, exist_ok=True)
+        save_config(cfg, path / "config.yaml")
+        return cls(path)
+
+    def seed_file(self, i: int) -> Path:
+        return self.path / "metrics" / f"seed_{i}.jsonl"
+
+    def _append(self, i: int, row: dict) -> None:
+        with open(self.seed_file(i), "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def rows(self, i: int) -> list[dict]:
+        p = self.seed_file(i)
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+
+    def truncate_metrics(self, chunk: int, n_evals: int | None = None) -> None:
+        """Drops rows written after the checkpoint we resume from (they will be written again)."""
+        for p in sorted((self.path / "metrics").glob("seed_*.jsonl")):
+            keep = []
+            for line in p.read_text().splitlines():
+                row = json.loads(line)
+                late = (
+                    row["chunk"] > chunk
+                    if "eval_index" not in row
+                    else (n_evals is not None and row["eval_index"] >= n_evals)
+                )
+                if not late:
+                    keep.append(line)
+            p.write_text("".join(k + "\n" for k in keep))
+
+    def write_chunk(self, chunk: int, env_steps, episodes, out, rate: float, with_won: bool) -> None:
+        """One training row per seed from a chunk's outputs ([seed, iteration, ...] arrays)."""
+        ep_stats, metrics, eps = out
+        returns = np.asarray(ep_stats.returns)  # [S, I, n_envs]
+        for i in range(returns.shape[0]):
+            row = {
+                "chunk": chunk,
+                "env_steps": int(env_steps[i]),
+                "episodes": int(episodes[i]),
+                "train_return": float(returns[i].mean()),
+                "epsilon": float(np.asarray(eps)[i][-1]),
+                "env_steps_per_s": rate if np.isfinite(rate) else None,
+            }
+            if with_won:
+                row["train_won"] = float(np.asarray(ep_stats.won)[i].mean())
+            for k, v in metrics.items():
+                v = np.asarray(v)[i]
+                row[k] = float(np.nanmean(v)) if np.any(np.isfinite(v)) else None
+            self._append(i, row)
+
+    def write_eval(self, entry: dict, index: int) -> None:
+        for i, steps in enumerate(entry["env_steps"]):
+            row = {"chunk": entry["chunk"], "eval_index": index, "env_steps": steps}
+            row.update({k: v[i] for k, v in entry.items() if k.startswith("test_")})
+            self._append(i, row)
+
+    def finish(self, trainer, env_steps, meta: dict) -> dict:
+        """Writes ``summary.json`` and ``learning_curve.png``; returns the summary."""
+        cfg = trainer.cfg
+        evals = meta["evals"]
+        final = evals[-1]
+        agg = stats.aggregate_summary(final["test_return"])
+        summary = {
+            "algo": cfg.algo,
+            "env": cfg.env,
+            "total_env_steps": cfg.total_env_steps,
+            "env_steps_done": [int(x) for x in env_steps],
+            "seeds": trainer.seeds,
+            "final_test_return": final["test_return"],
+            "final_test_return_iqm": agg["iqm"],
+            "final_test_return_ci95": agg["iqm_ci95"],
+            "final_test_return_mean": agg["mean"],
+            "test_episodes": cfg.test_episodes,
+            "train_env_steps_per_s": meta["train_steps"] / meta["train_seconds"]
+            if meta["train_seconds"]
+            else None,
+            "train_env_steps_per_s_per_seed": (
+                meta["train_steps"] / meta["train_seconds"] / len(trainer.seeds)
+            )
+            if meta["train_seconds"]
+            else None,
+            "compile_seconds": meta["compile_seconds"],
+            "train_seconds": meta["train_seconds"],
+            "parameters": trainer.learner.param_count(
+                trainer.learner.init(__import__("jax").random.PRNGKey(0)).params
+            ),
+        }
+        if "test_won" in final:
+            won = stats.aggregate_summary(final["test_won"])
+            summary.update(
+                final_test_won=final["test_won"],
+                final_test_won_iqm=won["iqm"],
+                final_test_won_ci95=won["iqm_ci95"],
+            )
+        (self.path / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self.plot(evals, cfg)
+        return summary
+
+    def plot(self, evals: list[dict], cfg) -> Path:
+        steps = np.array([e["env_steps"] for e in evals], float)  # [n_evals, seeds]
+        returns = np.array([e["test_return"] for e in evals], float)
+        curves = {cfg.algo: (steps.mean(1), returns.T)}
+        out = stats.plot_learning_curves(
+            curves, self.path / "learning_curve.png", title=f"{cfg.algo} on {cfg.env}"
+        )
+        if evals and "test_won" in evals[0]:
+            won = np.array([e["test_won"] for e in evals], float)
+            stats.plot_learning_curves(
+                {cfg.algo: (steps.mean(1), won.T)},
+                self.path / "win_rate.png",
+                ylabel="test win rate",
+                title=f"{cfg.algo} on {cfg.env}",
+            )
+        return out

@@ -1,0 +1,354 @@
+"""Training runs: a config becomes a run directory with metrics, checkpoints, plots and a summary.
+
+The work happens in jitted chunks: a ``lax.scan`` over iterations of
+(collect ``n_envs`` episodes -> store -> ``updates_per_iteration`` gradient steps),
+vmapped over seeds. A thin Python loop between chunks evaluates, logs,
+checkpoints and shows progress; none of that touches the training state, so a
+run resumed from a checkpoint ends with exactly the parameters of an
+uninterrupted one. Host envs (PettingZoo, gymnasium) run the same learner with
+episodes collected in Python around jitted ``act`` and update functions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+import credo.envs as envs
+from credo.algos.value import LearnerState, ValueConfig, ValueLearner
+from credo.buffers.episode import EpisodeBuffer, buffer_add, buffer_init, buffer_sample
+from credo.engine.checkpoint import load_checkpoint, save_checkpoint
+from credo.engine.collect import collect_host, has_win_flag, make_collector
+from credo.engine.rundir import RunDir
+
+CHECKPOINT = "checkpoints/last.npz"
+
+
+class TrainState(NamedTuple):
+    learner: LearnerState
+    buffer: EpisodeBuffer
+    key: jax.Array  # uint32[2] raw PRNG key (serialisable)
+    env_steps: jax.Array  # [] int32
+    episodes: jax.Array  # [] int32
+
+
+class Trainer:
+    """Trains ``cfg.seeds`` seeds of a value-based learner on one env."""
+
+    def __init__(self, cfg: ValueConfig):
+        self.cfg = cfg
+        self.env = envs.make(cfg.env, **cfg.env_kwargs)
+        self.spec = self.env.spec
+        self.learner = ValueLearner(cfg, self.spec)
+        self.seeds = [cfg.seed + i for i in range(cfg.seeds)]
+        steps_per_iteration = cfg.n_envs * self.spec.episode_limit  # at most
+        self.iters_per_chunk = max(1, math.ceil(cfg.log_interval / steps_per_iteration))
+        self.is_jax = self.env.is_jax
+        self.with_won = has_win_flag(self.env) if self.is_jax else True
+        if cfg.batch_size > cfg.buffer_size:
+            raise ValueError(f"batch_size ({cfg.batch_size}) cannot exceed buffer_size ({cfg.buffer_size}).")
+        # Seeds are a vmap axis, sharded over the local devices (GPUs, or CPU cores
+        # exposed as host devices by the CLI: XLA runs small matmuls on one thread).
+        # (jit with a sharded seed axis, not pmap: under pmap XLA copied the replay
+        # buffer on every iteration, 8x slower.)
+        self.n_devices = math.gcd(len(self.seeds), jax.local_device_count()) if self.is_jax else 1
+        mesh = Mesh(np.array(jax.local_devices()[: self.n_devices]), ("seed",))
+        self._sharding = NamedSharding(mesh, PartitionSpec("seed"))
+        if self.is_jax:
+            self._collect = make_collector(self.env, self.learner, cfg.n_envs)
+            shard = self._sharding
+            self._chunk = jax.jit(
+                jax.vmap(self._chunk_fn), in_shardings=shard, out_shardings=shard, donate_argnums=0
+            )
+            self._evaluate = jax.jit(jax.vmap(self._eval_fn), in_shardings=shard, out_shardings=shard)
+        else:
+            self._host_envs = [
+                [envs.make(cfg.env, **cfg.env_kwargs) for _ in range(cfg.n_envs)] for _ in self.seeds
+            ]
+            self._act = jax.jit(self.learner.act)
+            self._store_and_update = jax.jit(jax.vmap(self._store_and_update_fn))
+
+    # --- state ----------------------------------------------------------------------
+
+    def init_state(self) -> TrainState:
+        """Initial state of every seed, stacked on a leading seed axis (initialised outside vmap)."""
+        states = []
+        for seed in self.seeds:
+            k_init, k_run = jax.random.split(jax.random.PRNGKey(seed))
+            states.append(
+                TrainState(
+                    self.learner.init(k_init),
+                    buffer_init(self.spec, self.cfg.buffer_size),
+                    k_run,
+                    jnp.zeros((), jnp.int32),
+                    jnp.zeros((), jnp.int32),
+                )
+            )
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+    def to_devices(self, tree):
+        """Places a [seeds, ...] tree with its seed axis sharded over the devices."""
+        return jax.device_put(tree, self._sharding) if self.is_jax else tree
+
+    @staticmethod
+    def from_devices(tree):
+        """The tree as NumPy arrays on the host."""
+        return jax.tree.map(np.asarray, tree)
+
+    def epsilon(self, env_steps):
+        cfg = self.cfg
+        frac = jnp.minimum(env_steps / max(cfg.epsilon_anneal_steps, 1), 1.0)
+        return cfg.epsilon_start + (cfg.epsilon_finish - cfg.epsilon_start) * frac
+
+    # --- one seed, pure -------------------------------------------------------------
+
+    def _train_on_buffer(self, learner: LearnerState, buffer: EpisodeBuffer, key, episodes):
+        cfg = self.cfg
+
+        def one(ls, k):
+            return self.learner.update(ls, buffer_sample(buffer, k, cfg.batch_size), episodes)
+
+        def train(ls):
+            ls, metrics = jax.lax.scan(one, ls, jax.random.split(key, cfg.updates_per_iteration))
+            return ls, jax.tree.map(jnp.mean, metrics)
+
+        shapes = jax.eval_shape(train, learner)[1]
+        skip = lambda ls: (ls, jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes))  # noqa: E731
+        return jax.lax.cond(buffer.count >= cfg.batch_size, train, skip, learner)
+
+    def _iteration(self, ts: TrainState, _):
+        key, k_collect, k_update = jax.random.split(ts.key, 3)
+        eps = self.epsilon(ts.env_steps)
+        batch, stats = self._collect(ts.learner.params, k_collect, eps)
+        buffer = buffer_add(ts.buffer, batch)
+        episodes = ts.episodes + self.cfg.n_envs
+        learner, metrics = self._train_on_buffer(ts.learner, buffer, k_update, episodes)
+        new = TrainState(learner, buffer, key, ts.env_steps + stats.lengths.sum(), episodes)
+        return new, (stats, metrics, eps)
+
+    def _chunk_fn(self, ts: TrainState):
+        return jax.lax.scan(self._iteration, ts, None, length=self.iters_per_chunk)
+
+    def _eval_fn(self, params, key):
+        collect = make_collector(self.env, self.learner, self.cfg.test_episodes)
+        _, stats = collect(params, key, 0.0)
+        return stats
+
+    def _store_and_update_fn(self, ts: TrainState, batch, lengths):
+        key, k_update = jax.random.split(ts.key)
+        buffer = buffer_add(ts.buffer, batch)
+        episodes = ts.episodes + self.cfg.n_envs
+        learner, metrics = self._train_on_buffer(ts.learner, buffer, k_update, episodes)
+        return TrainState(learner, buffer, key, ts.env_steps + lengths.sum(), episodes), metrics
+
+    # --- host envs ------------------------------------------------------------------
+
+    def _host_collect(self, params, episodes: int, eps, key, envs_, greedy_seed_offset: int = 0):
+        seeds = [greedy_seed_offset + episodes + i for i in range(len(envs_))]
+        return collect_host(envs_, self.learner, self._act, params, key, eps, seeds)
+
+    def _host_chunk(self, ts: TrainState):
+        outs = []
+        for _ in range(self.iters_per_chunk):
+            batches, stats_all = [], []
+            for i, seed in enumerate(self.seeds):
+                params = jax.tree.map(lambda x, i=i: x[i], ts.learner.params)
+                eps = float(self.epsilon(ts.env_steps[i]))
+                key = jax.random.fold_in(ts.key[i], 1)
+                episodes = int(ts.episodes[i])
+                batch, stats = self._host_collect(
+                    params, episodes, eps, key, self._host_envs[i], seed * 10**7
+                )
+                batches.append(batch)
+                stats_all.append((stats, eps))
+            batch = jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *batches)
+            lengths = jnp.asarray(np.stack([s.lengths for s, _ in stats_all]))
+            ts, metrics = self._store_and_update(ts, batch, lengths)
+            stats = jax.tree.map(lambda *xs: np.stack(xs), *[s for s, _ in stats_all])
+            outs.append((stats, metrics, np.array([e for _, e in stats_all])))
+        # Same layout as the jitted chunk: [seed, iteration, ...].
+        stacked = jax.tree.map(lambda *xs: np.stack(xs, 1), *outs)
+        return ts, stacked
+
+    def _host_evaluate(self, params, key):
+        out = []
+        for i, seed in enumerate(self.seeds):
+            p = jax.tree.map(lambda x, i=i: x[i], params)
+            n, results = self.cfg.test_episodes, []
+            envs_ = self._host_envs[i]
+            for start in range(0, n, len(envs_)):
+                m = min(len(envs_), n - start)
+                _, stats = self._host_collect(
+                    p, start, 0.0, jax.random.fold_in(key[i], start), envs_[:m], 10**9 + seed * 10**6
+                )
+                results.append(stats)
+            out.append(jax.tree.map(lambda *xs: np.concatenate(xs), *results))
+        return jax.tree.map(lambda *xs: np.stack(xs), *out)
+
+    # --- the loop -------------------------------------------------------------------
+
+    def evaluate(self, params, index: int):
+        """Greedy episodes on separate env copies, from device-layout ``params``.
+
+        Never touches the training state; ``index`` picks the evaluation's keys.
+        """
+        keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s + 7_919), index) for s in self.seeds])
+        if self.is_jax:
+            return self.from_devices(self._evaluate(params, self.to_devices(keys)))
+        return self._host_evaluate(params, keys)
+
+    def run(
+        self,
+        run_dir: RunDir,
+        state: TrainState | None = None,
+        meta: dict | None = None,
+        *,
+        max_chunks: int | None = None,
+        progress: bool = True,
+    ) -> dict | None:
+        """Trains until ``total_env_steps``; returns the summary (None if stopped by ``max_chunks``).
+
+        ``state`` is a flat ``[seeds, ...]`` state (from ``init_state`` or ``load``).
+        ``max_chunks`` stops early after that many chunks, with a checkpoint, as an
+        interruption would (used by tests and for time-boxed jobs).
+        """
+        cfg = self.cfg
+        if state is None:
+            state = self.init_state()
+            meta = {
+                "chunk": 0,
+                "next_test": 0,
+                "next_save": cfg.save_interval,
+                "evals": [],
+                "train_seconds": 0.0,
+                "train_steps": 0,
+                "compile_seconds": 0.0,
+            }
+        run_dir.truncate_metrics(meta["chunk"], len(meta["evals"]))
+        chunk_fn = self._chunk if self.is_jax else self._host_chunk
+        # The device copy is the truth (donated to each chunk); only counters come
+        # back each chunk, the whole state (replay buffer included) only for checkpoints.
+        dev = self.to_devices(state)
+        steps = self.from_devices(dev.env_steps)
+        bar = _progress(cfg.total_env_steps, int(steps.min()), progress, f"{cfg.algo} {cfg.env}")
+        first, chunks_here = True, 0
+        try:
+            while int(steps.min()) < cfg.total_env_steps:
+                if int(steps.min()) >= meta["next_test"]:
+                    self._record_eval(dev, meta, run_dir)
+                t0 = time.perf_counter()
+                dev, out = chunk_fn(dev)
+                new_steps = self.from_devices(dev.env_steps)  # waits for the chunk
+                elapsed = time.perf_counter() - t0
+                steps_done, steps = int(np.sum(new_steps - steps)), new_steps
+                meta["chunk"] += 1
+                chunks_here += 1
+                if first:  # the first chunk of a process includes compilation
+                    meta["compile_seconds"] += elapsed
+                    first = False
+                else:
+                    meta["train_seconds"] += elapsed
+                    meta["train_steps"] += steps_done
+                rate = meta["train_steps"] / meta["train_seconds"] if meta["train_seconds"] else float("nan")
+                run_dir.write_chunk(
+                    meta["chunk"],
+                    steps,
+                    self.from_devices(dev.episodes),
+                    self.from_devices(out),
+                    rate,
+                    self.with_won,
+                )
+                if int(steps.min()) >= meta["next_save"]:
+                    self.save(run_dir, dev, meta)
+                    while meta["next_save"] <= int(steps.min()):
+                        meta["next_save"] += cfg.save_interval
+                last = meta["evals"][-1] if meta["evals"] else None
+                bar.update(int(steps.min()) - bar.n)
+                bar.set_postfix_str(
+                    f"test {np.mean(last['test_return']):.3g} | {rate:,.0f} steps/s"
+                    if last
+                    else f"{rate:,.0f} steps/s"
+                )
+                if max_chunks is not None and chunks_here >= max_chunks:
+                    self.save(run_dir, dev, meta)
+                    bar.close()
+                    return None
+        except KeyboardInterrupt:
+            bar.close()
+            self.save(run_dir, dev, meta)
+            print(
+                f"\ninterrupted: saved {run_dir.path / CHECKPOINT}; continue with: credo train --resume {run_dir.path}",
+                file=sys.stderr,
+            )
+            raise
+        bar.close()
+        if not meta["evals"] or meta["evals"][-1]["chunk"] != meta["chunk"]:
+            self._record_eval(dev, meta, run_dir)
+        self.save(run_dir, dev, meta)
+        return run_dir.finish(self, steps, meta)
+
+    def _record_eval(self, dev: TrainState, meta: dict, run_dir: RunDir) -> None:
+        stats = self.evaluate(dev.learner.params, len(meta["evals"]))
+        steps = self.from_devices(dev.env_steps)
+        entry = {
+            "chunk": meta["chunk"],
+            "env_steps": steps.tolist(),
+            "test_return": np.asarray(stats.returns).mean(1).tolist(),
+            "test_length": np.asarray(stats.lengths).mean(1).tolist(),
+        }
+        if self.with_won:
+            entry["test_won"] = np.asarray(stats.won).mean(1).tolist()
+        meta["evals"].append(entry)
+        run_dir.write_eval(entry, len(meta["evals"]) - 1)
+        while meta["next_test"] <= int(steps.min()):
+            meta["next_test"] += self.cfg.test_interval
+
+    def save(self, run_dir: RunDir, dev: TrainState, meta: dict) -> None:
+        """Checkpoints the [seeds, ...] state as NumPy arrays (loads whatever the device count)."""
+        save_checkpoint(run_dir.path / CHECKPOINT, self.from_devices(dev), meta)
+
+    def load(self, run_dir: RunDir) -> tuple[TrainState, dict]:
+        return load_checkpoint(run_dir.path / CHECKPOINT, jax.eval_shape(self.init_state))
+
+
+def _progress(total: int, initial: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        disable=not enabled,
+        unit="step",
+        unit_scale=True,
+        desc=desc,
+        dynamic_ncols=True,
+    )
+
+
+def params_digest(state: TrainState) -> str:
+    """A short hash of the learner parameters (to compare runs)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(state.learner.params):
+        h.update(np.asarray(leaf).tobytes())
+    return h.hexdigest()[:16]
+
+
+def json_default(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(type(x))
+
+
+__all__ = ["Trainer", "TrainState", "params_digest", "json_default", "json"]
