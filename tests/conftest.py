@@ -1,7 +1,12 @@
 import os
 
-# Tests run on the CPU with deterministic, single-threaded XLA unless told otherwise.
+# Tests run on the CPU, with every core exposed as a host device as the CLI does
+# (the engine shards seeds over devices).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={os.cpu_count() or 1}"
+    ).strip()
 
 
 def pytest_addoption(parser):

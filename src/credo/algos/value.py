@@ -228,7 +228,7 @@ class ValueLearner:
         grads, metrics = jax.grad(self.loss, has_aux=True)(state.params, state.target_params, batch, rewards)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics["grad_norm"] = optax.global_norm(grads)
+        metrics["grad_norm"] = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))
 
         if cfg.target_update == "soft":
             target = optax.incremental_update(params, state.target_params, cfg.tau)
