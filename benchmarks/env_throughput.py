@@ -16,12 +16,9 @@ with uniform random actions.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import importlib.metadata as md
 import json
-import os
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -29,36 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, machine, now  # noqa: E402
+
 CREDO_ID = "Foraging-8x8-2p-2f-coop-v3"
-RESULTS = Path(__file__).parent / "results"
-
-
-def _version(pkg: str) -> str:
-    try:
-        return md.version(pkg)
-    except md.PackageNotFoundError:
-        return "not installed"
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "jax": _version("jax"),
-        "jax_backend": jax.default_backend(),
-        "jumanji": _version("jumanji"),
-        "lbforaging": _version("lbforaging"),
-    }
 
 
 def _time_jax(rollout, total_steps: int, repeats: int) -> tuple[float, float]:
@@ -188,7 +159,7 @@ def main() -> None:
         return
     result = {
         "benchmark": "env_throughput",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "date": now(),
         "machine": machine(),
         "settings": {
             "game": "8x8 grid, 2 agents, 2 foods, forced cooperation (Jumanji LevelBasedForaging-v0 default; "

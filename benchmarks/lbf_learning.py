@@ -1,0 +1,157 @@
+"""QMIX, VDN, IQL and QPLEX on two LBF maps: final test return over seeds, IQM with 95% CIs.
+
+Each (algorithm, map) is one ``credo train`` run with all its seeds; runs go to
+``runs/lbf_learning/`` (resumable: finished runs are skipped, interrupted ones
+resumed) and several run side by side, one CPU core each. The figures go to
+``benchmarks/results/lbf_learning.{json,md}`` with one learning-curve plot per map.
+
+    python benchmarks/lbf_learning.py                       # 2M steps, 5 seeds, the settings below
+    python benchmarks/lbf_learning.py --steps 2e5 --jobs 2  # a shorter pass
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, machine, now  # noqa: E402
+
+ALGOS = ["qmix", "vdn", "iql", "qplex"]
+MAPS = ["lbf:Foraging-8x8-2p-2f-coop-v3", "lbf:Foraging-8x8-2p-3f-v3"]
+# pymarl2's parallel runner: 8 envs, one update of 32 episodes per 8 episodes collected.
+SETTINGS = [
+    "n_envs=8",
+    "test_interval=100000",
+    "test_episodes=100",
+    "log_interval=20000",
+    "save_interval=500000",
+]
+
+
+def run_one(algo: str, env: str, steps: int, seeds: int, out: Path) -> Path:
+    name = f"{algo}-{env.split(':', 1)[1]}"
+    path = out / name
+    if (path / "summary.json").exists():
+        return path
+    # One core per job: jobs run side by side instead of sharding seeds.
+    child_env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    if (path / "checkpoints" / "last.npz").exists():
+        cmd = ["credo", "train", "--resume", str(path), "--no-progress"]
+    else:
+        cmd = [
+            "credo",
+            "train",
+            algo,
+            env,
+            "--steps",
+            str(steps),
+            "--seeds",
+            str(seeds),
+            "--out",
+            str(out),
+            "--name",
+            name,
+            "--no-progress",
+        ]
+        cmd += [a for s in SETTINGS for a in ("--set", s)]
+    log = out / f"{name}.log"
+    with open(log, "a") as f:
+        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env, check=True)
+    return path
+
+
+def curves(path: Path, seeds: int):
+    rows = [
+        [json.loads(x) for x in (path / "metrics" / f"seed_{i}.jsonl").read_text().splitlines()]
+        for i in range(seeds)
+    ]
+    tests = [[r for r in rs if "test_return" in r] for rs in rows]
+    n = min(len(t) for t in tests)
+    x = np.mean([[r["env_steps"] for r in t[:n]] for t in tests], 0)
+    ys = np.array([[r["test_return"] for r in t[:n]] for t in tests])
+    return x, ys
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=lambda s: int(float(s)), default=2_000_000)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--algos", nargs="+", default=ALGOS)
+    p.add_argument("--maps", nargs="+", default=MAPS)
+    p.add_argument("--out", type=Path, default=Path("runs/lbf_learning"))
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    jobs = [(a, m) for m in args.maps for a in args.algos]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        paths = list(pool.map(lambda j: run_one(*j, args.steps, args.seeds, args.out), jobs))
+
+    from credo.stats import plot_learning_curves
+
+    results = []
+    for (algo, env), path in zip(jobs, paths):
+        s = json.loads((path / "summary.json").read_text())
+        results.append(
+            dict(
+                algo=algo,
+                env=env,
+                seeds=s["seeds"],
+                env_steps=s["env_steps_done"],
+                final_test_return=s["final_test_return"],
+                iqm=s["final_test_return_iqm"],
+                ci95=s["final_test_return_ci95"],
+                mean=s["final_test_return_mean"],
+                train_env_steps_per_s=s["train_env_steps_per_s"],
+                parameters=s["parameters"],
+            )
+        )
+    for env in args.maps:
+        plot_learning_curves(
+            {a: curves(args.out / f"{a}-{env.split(':', 1)[1]}", args.seeds) for a in args.algos},
+            RESULTS / f"lbf_learning_{env.split(':', 1)[1]}.png",
+            title=f"{env}: test return, mean and 95% bootstrap band over {args.seeds} seeds",
+        )
+    doc = {
+        "benchmark": "lbf_learning",
+        "date": now(),
+        "machine": machine(),
+        "settings": {
+            "steps_per_seed": args.steps,
+            "seeds": args.seeds,
+            "overrides": SETTINGS,
+            "config": "configs/algos/<algo>.yaml + configs/envs/lbf.yaml",
+        },
+        "results": results,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "lbf_learning.json").write_text(json.dumps(doc, indent=2) + "\n")
+    lines = [
+        f"# LBF learning results ({doc['date'][:10]}, {doc['machine']['cpu']}, {doc['machine']['cores']} cores)",
+        "",
+        f"Final greedy test return (100 episodes per seed) after {args.steps:,} env steps per seed, {args.seeds} seeds; "
+        f"IQM with 95% stratified-bootstrap CI. Settings: defaults + `{' '.join(SETTINGS)}`. "
+        "Produced by `python benchmarks/lbf_learning.py`.",
+        "",
+        "| map | algo | IQM | 95% CI | mean | per seed | train steps/s |",
+        "|---|---|---:|---|---:|---|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['env']} | {r['algo']} | {r['iqm']:.3f} | [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {r['mean']:.3f} | "
+            f"{', '.join(f'{x:.2f}' for x in r['final_test_return'])} | {r['train_env_steps_per_s']:,.0f} |"
+        )
+    (RESULTS / "lbf_learning.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
