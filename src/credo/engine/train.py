@@ -11,7 +11,6 @@ episodes collected in Python around jitted ``act`` and update functions.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -151,22 +150,21 @@ class Trainer:
 
     # --- host envs ------------------------------------------------------------------
 
-    def _host_collect(self, params, episodes: int, eps, key, envs_, greedy_seed_offset: int = 0):
-        seeds = [greedy_seed_offset + episodes + i for i in range(len(envs_))]
-        return collect_host(envs_, self.learner, self._act, params, key, eps, seeds)
+    def _host_collect(self, params, eps, key, envs_):
+        """One episode per host env; the envs' reset seeds are drawn from ``key``."""
+        k_seeds, k_act = jax.random.split(key)
+        seeds = np.asarray(jax.random.randint(k_seeds, (len(envs_),), 0, 2**31 - 1)).tolist()
+        return collect_host(envs_, self.learner, self._act, params, k_act, eps, seeds)
 
     def _host_chunk(self, ts: TrainState):
         outs = []
         for _ in range(self.iters_per_chunk):
             batches, stats_all = [], []
-            for i, seed in enumerate(self.seeds):
+            for i in range(len(self.seeds)):
                 params = jax.tree.map(lambda x, i=i: x[i], ts.learner.params)
                 eps = float(self.epsilon(ts.env_steps[i]))
-                key = jax.random.fold_in(ts.key[i], 1)
-                episodes = int(ts.episodes[i])
-                batch, stats = self._host_collect(
-                    params, episodes, eps, key, self._host_envs[i], seed * 10**7
-                )
+                key = jax.random.fold_in(ts.key[i], 1)  # ts.key advances every iteration
+                batch, stats = self._host_collect(params, eps, key, self._host_envs[i])
                 batches.append(batch)
                 stats_all.append((stats, eps))
             batch = jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *batches)
@@ -180,15 +178,13 @@ class Trainer:
 
     def _host_evaluate(self, params, key):
         out = []
-        for i, seed in enumerate(self.seeds):
+        for i in range(len(self.seeds)):
             p = jax.tree.map(lambda x, i=i: x[i], params)
             n, results = self.cfg.test_episodes, []
             envs_ = self._host_envs[i]
             for start in range(0, n, len(envs_)):
                 m = min(len(envs_), n - start)
-                _, stats = self._host_collect(
-                    p, start, 0.0, jax.random.fold_in(key[i], start), envs_[:m], 10**9 + seed * 10**6
-                )
+                _, stats = self._host_collect(p, 0.0, jax.random.fold_in(key[i], start), envs_[:m])
                 results.append(stats)
             out.append(jax.tree.map(lambda *xs: np.concatenate(xs), *results))
         return jax.tree.map(lambda *xs: np.stack(xs), *out)
@@ -341,14 +337,3 @@ def params_digest(state: TrainState) -> str:
     for leaf in jax.tree.leaves(state.learner.params):
         h.update(np.asarray(leaf).tobytes())
     return h.hexdigest()[:16]
-
-
-def json_default(x):
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    raise TypeError(type(x))
-
-
-__all__ = ["Trainer", "TrainState", "params_digest", "json_default", "json"]
