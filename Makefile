@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow bench lint clean
+.PHONY: demo demo-envs test test-slow bench learning lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,11 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[$*]"
 	touch $@
 
-demo: $(VENV)/.installed-jaxmarl  ## random-policy rollouts of a few envs of every family
+demo: $(VENV)/.installed-jaxmarl  ## trains QMIX on a small LBF map (a few minutes on 2 cores), prints the summary
+	$(BIN)/credo train qmix lbf:Foraging-8x8-2p-2f-coop-v3 --steps 2e6 --seeds 2 \
+		--set n_envs=8 --set test_interval=200000 --set log_interval=20000
+
+demo-envs: $(VENV)/.installed-jaxmarl  ## random-policy rollouts of a few envs of every family
 	$(BIN)/credo demo
 
 test: $(VENV)/.installed-test  ## the default (fast) test suite
@@ -25,6 +29,10 @@ test-slow: $(VENV)/.installed-test  ## long checks marked @pytest.mark.slow
 
 bench: $(VENV)/.installed-all  ## throughput benchmarks; writes benchmarks/results/
 	$(BIN)/python benchmarks/env_throughput.py
+	$(BIN)/python benchmarks/train_throughput.py
+
+learning: $(VENV)/.installed-all  ## LBF learning results of IQL/VDN/QMIX/QPLEX (about an hour on 2 cores)
+	$(BIN)/python benchmarks/lbf_learning.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks

@@ -51,7 +51,7 @@ class Trainer:
         steps_per_iteration = cfg.n_envs * self.spec.episode_limit  # at most
         self.iters_per_chunk = max(1, math.ceil(cfg.log_interval / steps_per_iteration))
         self.is_jax = self.env.is_jax
-        self.with_won = has_win_flag(self.env) if self.is_jax else True
+        self.with_won = has_win_flag(self.env) if self.is_jax else "won" in self.env.reset(seed=0).info
         if cfg.batch_size > cfg.buffer_size:
             raise ValueError(f"batch_size ({cfg.batch_size}) cannot exceed buffer_size ({cfg.buffer_size}).")
         # Seeds are a vmap axis, sharded over the local devices (GPUs, or CPU cores
