@@ -328,3 +328,52 @@ def test_qmix_learns_lbf_coop(tmp_path):
     )
     summary = Trainer(cfg).run(RunDir.create(cfg, tmp_path, "lbf"), progress=False)
     assert min(summary["final_test_return"]) > 0.3, summary["final_test_return"]
+
+
+def _learner_and_batch(**kw):
+    from credo.buffers.episode import empty_batch
+
+    spec = EnvSpec(n_agents=2, obs_dim=3, state_dim=4, n_actions=3, episode_limit=5)
+    learner = ValueLearner(ValueConfig(mixer="qmix", **kw), spec)
+    rng = np.random.default_rng(0)
+    b = empty_batch(spec, 8)
+    batch = b._replace(
+        obs=jnp.asarray(rng.normal(size=b.obs.shape), jnp.float32),
+        state=jnp.asarray(rng.normal(size=b.state.shape), jnp.float32),
+        avail=jnp.ones(b.avail.shape, bool),
+        actions=jnp.asarray(rng.integers(0, 3, b.actions.shape), jnp.int32),
+        reward=jnp.asarray(rng.normal(5.0, 3.0, size=b.reward.shape), jnp.float32),
+        filled=jnp.ones(b.filled.shape, bool),
+    )
+    return learner, learner.init(jax.random.PRNGKey(0)), batch
+
+
+def _distance(a, b):
+    return sum(float(jnp.abs(x - y).sum()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_soft_target_update_moves_by_tau():
+    learner, state, batch = _learner_and_batch(target_update="soft", tau=0.25)
+    new, _ = learner.update(state, batch, 1)
+    expected = jax.tree.map(lambda p, t: 0.25 * p + 0.75 * t, new.params, state.target_params)
+    assert _distance(new.target_params, expected) < 1e-5
+    assert _distance(new.target_params, state.target_params) > 0
+
+
+def test_hard_target_update_waits_for_the_interval():
+    learner, state, batch = _learner_and_batch(target_update="hard", target_update_interval=10)
+    s1, _ = learner.update(state, batch, 5)  # 5 episodes seen: too early
+    assert _distance(s1.target_params, state.target_params) == 0.0
+    s2, _ = learner.update(s1, batch, 12)  # 12 >= 10: copy
+    assert _distance(s2.target_params, s2.params) == 0.0
+    assert int(s2.last_target_episode) == 12
+
+
+def test_reward_standardisation_tracks_running_moments():
+    learner, state, batch = _learner_and_batch(standardise_rewards=True)
+    new, _ = learner.update(state, batch, 1)
+    count, mean, m2 = (float(x) for x in new.reward_stats)
+    r = np.asarray(batch.reward)
+    assert count == pytest.approx(r.size + 1e-4)
+    assert mean == pytest.approx(r.mean(), rel=1e-3)
+    assert m2 / count == pytest.approx(r.var(), rel=1e-3)
