@@ -317,17 +317,20 @@ def test_cli_train_eval_resume(tmp_path):
 
 @pytest.mark.slow
 def test_qmix_learns_lbf_coop(tmp_path):
+    """The `make demo` run (a few minutes on 2 cores); random play scores about 0.01 here."""
     cfg = ValueConfig(
         algo="qmix",
         env="lbf:Foraging-8x8-2p-2f-coop-v3",
         mixer="qmix",
-        total_env_steps=400_000,
+        total_env_steps=2_000_000,
         seeds=2,
-        test_interval=100_000,
-        test_episodes=50,
+        n_envs=8,
+        test_interval=500_000,
+        test_episodes=100,
+        log_interval=20_000,
     )
     summary = Trainer(cfg).run(RunDir.create(cfg, tmp_path, "lbf"), progress=False)
-    assert min(summary["final_test_return"]) > 0.3, summary["final_test_return"]
+    assert min(summary["final_test_return"]) > 0.1, summary["final_test_return"]
 
 
 def _learner_and_batch(**kw):
