@@ -118,7 +118,7 @@ def main() -> None:
         plot_learning_curves(
             {a: curves(args.out / f"{a}-{env.split(':', 1)[1]}", args.seeds) for a in args.algos},
             RESULTS / f"lbf_learning_{env.split(':', 1)[1]}.png",
-            title=f"{env}: test return, mean and 95% bootstrap band over {args.seeds} seeds",
+            title=f"{env}, {args.seeds} seeds (mean, 95% bootstrap band)",
         )
     doc = {
         "benchmark": "lbf_learning",
