@@ -15,6 +15,7 @@ import json
 import re
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from credo import stats
@@ -120,7 +121,7 @@ class RunDir:
             "compile_seconds": meta["compile_seconds"],
             "train_seconds": meta["train_seconds"],
             "parameters": trainer.learner.param_count(
-                trainer.learner.init(__import__("jax").random.PRNGKey(0)).params
+                jax.eval_shape(trainer.learner.init, jax.random.PRNGKey(0)).params
             ),
         }
         if "test_won" in final:

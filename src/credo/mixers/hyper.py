@@ -2,7 +2,7 @@
 
 import flax.linen as nn
 
-from credo.networks.agent import dense
+from credo.networks.agent import TorchDense
 
 
 class HyperMLP(nn.Module):
@@ -15,5 +15,5 @@ class HyperMLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         for i in range(self.layers - 1):
-            x = nn.relu(dense(self.embed, x.shape[-1], name=f"hidden{i}")(x))
-        return dense(self.out, x.shape[-1], name="out")(x)
+            x = nn.relu(TorchDense(self.embed, name=f"hidden{i}")(x))
+        return TorchDense(self.out, name="out")(x)

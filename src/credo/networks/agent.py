@@ -12,16 +12,6 @@ import jax
 import jax.numpy as jnp
 
 
-def torch_uniform(fan_in_axis: int = 0):
-    """PyTorch's default Linear/GRU init: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-
-    def init(key, shape, dtype=jnp.float32):
-        bound = 1.0 / jnp.sqrt(shape[fan_in_axis])
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
-
-
 def _bias_uniform(fan_in: int):
     def init(key, shape, dtype=jnp.float32):
         bound = 1.0 / jnp.sqrt(fan_in)
@@ -41,11 +31,6 @@ class TorchDense(nn.Module):
         kernel = self.param("kernel", init, (x.shape[-1], self.features))
         bias = self.param("bias", init, (self.features,))
         return x @ kernel + bias
-
-
-def dense(features: int, fan_in: int | None = None, name: str | None = None) -> TorchDense:
-    """A Dense layer with PyTorch's default initialisation (``fan_in`` is read from the input)."""
-    return TorchDense(features, name=name)
 
 
 class RecurrentAgent(nn.Module):
