@@ -163,7 +163,8 @@ def test_smax_matches_jaxmarl_step_env(smax):
     assert ts.info["won"].shape == () and ts.info["won"].dtype == jnp.bool_
     np.testing.assert_allclose(ts.rewards, [rew[a] for a in env.agents], rtol=1e-6)
     np.testing.assert_allclose(ts.obs, np.stack([obs[a] for a in env.agents]), rtol=1e-6)
-    np.testing.assert_allclose(ts.state, obs["world_state"], rtol=1e-6)
+    scale, floor = env._state_scale  # the default normalisation, checked against JaxMARL's raw state
+    np.testing.assert_allclose(ts.state, np.maximum(obs["world_state"] * scale, floor), rtol=1e-6)
     avail = env.env.get_avail_actions(raw_state)
     np.testing.assert_array_equal(ts.avail_actions, np.stack([avail[a] for a in env.agents]).astype(bool))
     assert ts.avail_actions[:, 4].all()  # stop is always available
@@ -250,3 +251,25 @@ def test_smax_autoreset_scan_of_200_steps_over_16_envs(smax):
     assert (lengths[trunc] == env.episode_limit).all()
     assert (np.asarray(ts.reward)[won] >= 1.0).all()
     assert np.asarray(ts.avail_actions)[..., 4].all()
+
+
+def test_smax_world_state_is_normalised_unless_asked_raw():
+    """JaxMARL's raw world state has map positions up to 32 and cooldowns down to about -40."""
+
+    def states(**kw):
+        env = E.make("smax:smacv2_5_units", **kw)
+        key = jax.random.PRNGKey(0)
+        state, ts = env.reset(key)
+        out = [ts.state]
+        step = jax.jit(env.step)
+        for _ in range(60):
+            k1, k2, key = jax.random.split(key, 3)
+            acts = jax.random.categorical(k1, jnp.where(ts.avail_actions, 0.0, -jnp.inf))
+            state, ts = step(k2, state, acts)
+            out.append(ts.state)
+        return np.stack(out)
+
+    norm, raw = states(), states(normalise_state=False)
+    assert norm.min() >= -0.1 and norm.max() <= 1.1, (norm.min(), norm.max())  # units may stray off the map
+    assert raw.max() > 5.0
+    assert np.allclose(norm[:, 0:100:10], raw[:, 0:100:10])  # health fractions untouched

@@ -43,8 +43,15 @@ What a user should know:
 * SMAX ``state`` is JaxMARL's ``get_world_state`` (the ``"world_state"`` obs of
   its MAPPO and QMIX baselines), ``[12 * n_units]`` for allies then enemies:
   per unit ``[health fraction, x, y, weapon cooldown, one-hot unit type (6)]``
-  (zeros for a dead unit; x, y in map units 0..32, cooldown in seconds), then
-  every unit's team (0 ally, 1 enemy), then every unit's type index.
+  (zeros for a dead unit), then every unit's team (0 ally, 1 enemy), then every
+  unit's type index. JaxMARL leaves x, y in map units (0..32), the cooldown in
+  seconds and the type index raw (0..5): a fresh QMIX mixer then starts with
+  Q_tot near 45 on returns near 1. With ``normalise_state=True`` (credo's
+  default) x and y are divided by the map size, the cooldown by the largest
+  weapon cooldown (JaxMARL's cooldowns run on below zero, to about -40 s; they
+  are floored at 0, "ready") and the type index by the largest type index, so
+  features lie in about [0, 1], as SMACv2's state does; ``normalise_state=False``
+  gives JaxMARL's raw world state.
 * SMAX ``avail_actions`` come from JaxMARL's ``get_avail_actions``: actions 0-3
   move, 4 stops (always available; a dead ally has only action 4), ``5 + j``
   attacks enemy ``j`` (available when it is alive and in range). A dead ally's
@@ -66,6 +73,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from credo.envs.core import MultiAgentEnv, TimeStep
 from credo.envs.registry import EnvKeyError, Family, unknown_name
@@ -102,6 +110,7 @@ _SMAX_MAPS = [
     "smacv2_20_units",
 ]
 _SMAX_KWARGS = [
+    "normalise_state",
     "max_steps",
     "won_battle_bonus",
     "see_enemy_actions",
@@ -237,7 +246,7 @@ class JaxMARLSMAX(_JaxMARLAdapter):
     is JaxMARL's world state. See the module docstring.
     """
 
-    def __init__(self, map_name: str = "3m", **kwargs):
+    def __init__(self, map_name: str = "3m", normalise_state: bool = True, **kwargs):
         jaxmarl = _import_jaxmarl()
         from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO
 
@@ -263,12 +272,32 @@ class JaxMARLSMAX(_JaxMARLAdapter):
         self.obs_dim = int(self.env.observation_space(self.agents[0]).shape[0])
         self.state_dim = int(self.env.state_size)  # 12 features per unit, allies and enemies
         self.episode_limit = int(self.env.max_steps)
+        self._state_scale = self._world_state_scale() if normalise_state else None  # (scale, floor)
+
+    def _world_state_scale(self) -> tuple[jax.Array, jax.Array]:
+        """Per-feature factors that bring the world state into [0, 1] (see the module docstring)."""
+        e = self.env
+        n_feat = len(e.own_features)
+        n_units = self.n_agents + self.n_enemies
+        if self.state_dim != n_units * (n_feat + 2):
+            raise RuntimeError(f"unexpected SMAX world-state layout ({self.state_dim} features)")
+        per_unit = np.ones(n_feat, np.float32)
+        per_unit[1] = 1.0 / e.map_width
+        per_unit[2] = 1.0 / e.map_height
+        per_unit[3] = 1.0 / float(np.max(np.asarray(e.unit_type_weapon_cooldowns)))
+        types = np.full(n_units, 1.0 / max(len(e.unit_type_weapon_cooldowns) - 1, 1), np.float32)
+        scale = np.concatenate([np.tile(per_unit, n_units), np.ones(n_units, np.float32), types])
+        # JaxMARL lets a cooldown run on below zero (seconds since the unit could
+        # fire, down to about -40): zero is "ready", as in SMAC.
+        floor = np.full_like(scale, -np.inf)
+        floor[3 : n_units * n_feat : n_feat] = 0.0
+        return jnp.asarray(scale), jnp.asarray(floor)
 
     def _timestep(self, obs, env_state, rewards, terminated, truncated, won) -> TimeStep:
         avail = self.env.get_avail_actions(env_state)
         return TimeStep(
             obs=_stack_obs(obs, self.agents, self.obs_dim),  # [n_agents, obs_dim]
-            state=obs["world_state"].astype(jnp.float32),  # [state_dim]
+            state=self._normalise(obs["world_state"].astype(jnp.float32)),  # [state_dim]
             avail_actions=_stack_values(avail, self.agents, bool),  # [n_agents, n_actions]
             reward=rewards[0],  # every ally gets the same team reward
             rewards=rewards,  # [n_agents]
@@ -276,6 +305,12 @@ class JaxMARLSMAX(_JaxMARLAdapter):
             truncated=truncated,
             info={"won": won},
         )
+
+    def _normalise(self, world_state):
+        if self._state_scale is None:
+            return world_state
+        scale, floor = self._state_scale
+        return jnp.maximum(world_state * scale, floor)
 
     def _reset(self, key):
         obs, state = self.env.reset(key)
