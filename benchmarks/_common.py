@@ -44,3 +44,51 @@ def machine() -> dict:
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def train_run(
+    name: str,
+    algo: str,
+    env: str,
+    steps: int,
+    seeds: int,
+    out: Path,
+    settings: list[str],
+    devices: int = 1,
+) -> Path:
+    """One ``credo train`` run in ``out/name``, resumable: skipped when finished, resumed when interrupted.
+
+    ``devices``: CPU cores the run shards its seeds over (1 lets jobs run side by side).
+    """
+    import subprocess
+
+    path = out / name
+    if (path / "summary.json").exists():
+        return path
+    child_env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    if (path / "checkpoints" / "last.npz").exists():
+        cmd = ["credo", "train", "--resume", str(path), "--no-progress"]
+    else:
+        cmd = ["credo", "train", algo, env, "--steps", str(steps), "--seeds", str(seeds)]
+        cmd += ["--out", str(out), "--name", name, "--no-progress"]
+        cmd += [a for s in settings for a in ("--set", s)]
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"{name}.log", "a") as f:
+        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env, check=True)
+    return path
+
+
+def test_curves(path: Path, seeds: int, field: str = "test_return"):
+    """(mean env steps [n_evals], values [seeds, n_evals]) of a run's evaluations."""
+    import json
+
+    import numpy as np
+
+    rows = [
+        [json.loads(x) for x in (path / "metrics" / f"seed_{i}.jsonl").read_text().splitlines()]
+        for i in range(seeds)
+    ]
+    tests = [[r for r in rs if field in r] for rs in rows]
+    n = min(len(t) for t in tests)
+    x = np.mean([[r["env_steps"] for r in t[:n]] for t in tests], 0)
+    return x, np.array([[r[field] for r in t[:n]] for t in tests])

@@ -14,15 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, machine, now  # noqa: E402
+from _common import RESULTS, machine, now, test_curves, train_run  # noqa: E402
 
 ALGOS = ["qmix", "vdn", "iql", "qplex"]
 MAPS = ["lbf:Foraging-8x8-2p-2f-coop-v3", "lbf:Foraging-8x8-2p-3f-v3"]
@@ -37,47 +34,8 @@ SETTINGS = [
 
 
 def run_one(algo: str, env: str, steps: int, seeds: int, out: Path) -> Path:
-    name = f"{algo}-{env.split(':', 1)[1]}"
-    path = out / name
-    if (path / "summary.json").exists():
-        return path
     # One core per job: jobs run side by side instead of sharding seeds.
-    child_env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-    if (path / "checkpoints" / "last.npz").exists():
-        cmd = ["credo", "train", "--resume", str(path), "--no-progress"]
-    else:
-        cmd = [
-            "credo",
-            "train",
-            algo,
-            env,
-            "--steps",
-            str(steps),
-            "--seeds",
-            str(seeds),
-            "--out",
-            str(out),
-            "--name",
-            name,
-            "--no-progress",
-        ]
-        cmd += [a for s in SETTINGS for a in ("--set", s)]
-    log = out / f"{name}.log"
-    with open(log, "a") as f:
-        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env, check=True)
-    return path
-
-
-def curves(path: Path, seeds: int):
-    rows = [
-        [json.loads(x) for x in (path / "metrics" / f"seed_{i}.jsonl").read_text().splitlines()]
-        for i in range(seeds)
-    ]
-    tests = [[r for r in rs if "test_return" in r] for rs in rows]
-    n = min(len(t) for t in tests)
-    x = np.mean([[r["env_steps"] for r in t[:n]] for t in tests], 0)
-    ys = np.array([[r["test_return"] for r in t[:n]] for t in tests])
-    return x, ys
+    return train_run(f"{algo}-{env.split(':', 1)[1]}", algo, env, steps, seeds, out, SETTINGS, devices=1)
 
 
 def main() -> None:
@@ -116,7 +74,7 @@ def main() -> None:
         )
     for env in args.maps:
         plot_learning_curves(
-            {a: curves(args.out / f"{a}-{env.split(':', 1)[1]}", args.seeds) for a in args.algos},
+            {a: test_curves(args.out / f"{a}-{env.split(':', 1)[1]}", args.seeds) for a in args.algos},
             RESULTS / f"lbf_learning_{env.split(':', 1)[1]}.png",
             title=f"{env}, {args.seeds} seeds (mean, 95% bootstrap band)",
         )

@@ -1,4 +1,4 @@
-"""The ``credo`` command line: train, eval, list, rollout, demo."""
+"""The ``credo`` command line: train, eval, report, list, rollout, demo."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ ALGORITHMS = {
     "vdn": "value decomposition networks: Q_tot = sum Q_i",
     "qmix": "monotone mixing by hypernetworks",
     "qplex": "duelling mixing, IGM-complete",
+    "me-qmix": "ME-IGM on QMIX: soft policies through order-preserving transformations",
+    "me-qplex": "ME-IGM on QPLEX",
 }
 
 
@@ -210,6 +212,20 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from credo.report import format_matrix, matrix_results
+
+    if args.all_seeds:
+        for path in args.run_dirs:
+            results = matrix_results(path)
+            hits = sum(r.optimal for r in results)
+            print(f"{path}: greedy joint action optimal in {hits} of {len(results)} seeds")
+            print("\n".join(format_matrix(results).splitlines()[-len(results) :]))
+        return 0
+    print(format_matrix([r for path in args.run_dirs for r in matrix_results(path, [args.seed])]))
+    return 0
+
+
 def _parse_kv(text: str):
     import yaml
 
@@ -243,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="random-policy rollouts of a few envs of every family")
     d.add_argument("--steps", type=int, default=200, help="steps per env copy")
     d.set_defaults(func=cmd_demo)
+    rep = sub.add_parser("report", help="tables of trained runs (matrix: the ME-IGM paper's Table 2.5)")
+    rep.add_argument("kind", choices=["matrix"], help="matrix: policies and Q_tot of a 2-agent matrix game")
+    rep.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="runs to show side by side")
+    rep.add_argument("--seed", type=int, default=0, help="seed index within each run (default 0)")
+    rep.add_argument("--all-seeds", action="store_true", help="one line per seed: greedy joint action")
+    rep.set_defaults(func=cmd_report)
     r = sub.add_parser("rollout", help="random-policy rollout report of one env")
     r.add_argument("env", help="env key, e.g. lbf:Foraging-8x8-2p-3f-v3")
     r.add_argument("--envs", type=int, default=16, help="parallel env copies")

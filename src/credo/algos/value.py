@@ -22,14 +22,12 @@ from credo.envs.core import EnvSpec
 from credo.mixers import make_mixer
 from credo.networks.agent import RecurrentAgent
 
-ALGO_MIXERS = {"iql": None, "vdn": "vdn", "qmix": "qmix", "qplex": "qplex"}
-
 
 @dataclass(frozen=True)
 class ValueConfig:
     """Settings of a value-based run; defaults follow EPyMARL's QMIX (see ../shared/REFERENCE.md)."""
 
-    algo: str = "qmix"  # learner: iql, vdn, qmix or qplex
+    algo: str = "qmix"  # learner: iql, vdn, qmix, qplex, me-qmix or me-qplex
     env: str = "lbf:Foraging-8x8-2p-3f-v3"  # env key, see `credo list`
     env_kwargs: dict = field(default_factory=dict)  # keyword arguments for the env
     total_env_steps: int = 2_050_000  # training budget in env steps (EPyMARL's t_max)
@@ -66,6 +64,17 @@ class ValueConfig:
     tau: float = 0.01  # soft target update rate
     grad_clip: float = 10.0  # global gradient norm clip
     standardise_rewards: bool = False  # divide rewards by a running std (after removing the running mean)
+    # maximum-entropy learners (me-qmix, me-qplex; ignored by the others)
+    policy_transform: Literal["opt", "none", "mlp"] = (
+        "opt"  # Q -> logits: OPT (ME-IGM), none (+Entropy), mlp (OPT->MLP)
+    )
+    opt_layers: int = 1  # stacked monotone blocks of the OPT (the paper: 1 on SMACv2)
+    opt_hidden: int = 16  # monotone units per agent and block
+    opt_hypernet_embed: int = 64  # width of the OPT's hypernetworks
+    alpha: float = 0.03  # temperature of the soft policies (its start value when auto_alpha)
+    auto_alpha: bool = True  # tune the temperature towards the target entropy (eq. 2.11)
+    target_entropy_per_agent: float = 0.24  # target joint entropy / n_agents (nats; paper: 0.24, terran 0.32)
+    alpha_lr: float = 0.3  # Adam learning rate of log(alpha)
     # evaluation, logging, checkpoints
     test_interval: int = 50_000  # env steps between greedy evaluations
     test_episodes: int = 100  # episodes per evaluation
@@ -84,6 +93,8 @@ class LearnerState(NamedTuple):
 
 class ValueLearner:
     """Pure functions of a value-based learner for one env spec."""
+
+    explores_with_epsilon = True  # acting follows the trainer's epsilon schedule
 
     def __init__(self, cfg: ValueConfig, spec: EnvSpec):
         self.cfg, self.spec = cfg, spec
@@ -160,10 +171,14 @@ class ValueLearner:
             return self.agent.apply(agent_params, hidden, inputs)
         return jax.vmap(self.agent.apply, in_axes=(0, -2, -2), out_axes=-2)(agent_params, hidden, inputs)
 
-    def act(self, params, hidden, obs, avail, last_actions, key, epsilon):
-        """Epsilon-greedy over available actions: (hidden', actions [..., n] int32)."""
+    def act(self, params, hidden, obs, state, avail, last_actions, key, epsilon, greedy: bool = False):
+        """Epsilon-greedy over available actions: (hidden', actions [..., n] int32).
+
+        ``state`` is unused here (maximum-entropy learners need it); ``greedy``
+        (static) is execution: the argmax of each agent's Q.
+        """
         hidden, q = self.q_values(params["agent"], hidden, self.agent_inputs(obs, last_actions))
-        return hidden, epsilon_greedy(key, q, avail, epsilon)
+        return hidden, epsilon_greedy(key, q, avail, 0.0 if greedy else epsilon)
 
     # --- learning -----------------------------------------------------------------
 
@@ -184,7 +199,7 @@ class ValueLearner:
             return qs  # independent learners: one value per agent
         return self.mixer.apply(mixer_params, qs, state, max_qs=max_qs, actions_onehot=actions_onehot)
 
-    def loss(self, params, target_params, batch: EpisodeBatch, rewards):
+    def loss(self, params, target_params, batch: EpisodeBatch, rewards, key=None):
         cfg, big = self.cfg, -1e9
         qs = self.unroll(params["agent"], batch)  # [B, T+1, n, A]
         chosen = jnp.take_along_axis(qs[:, :-1], batch.actions[..., None], -1)[..., 0]  # [B, T, n]
@@ -218,14 +233,21 @@ class ValueLearner:
         }
         return loss, metrics
 
-    def update(self, state: LearnerState, batch: EpisodeBatch, episodes_seen) -> tuple[LearnerState, dict]:
-        """One gradient step on a batch of episodes, then the target update if due."""
+    def update(
+        self, state: LearnerState, batch: EpisodeBatch, episodes_seen, key
+    ) -> tuple[LearnerState, dict]:
+        """One gradient step on a batch of episodes, then the target update if due.
+
+        ``key`` feeds learners whose targets are sampled (maximum entropy).
+        """
         cfg = self.cfg
         rewards, stats = batch.reward, state.reward_stats
         if cfg.standardise_rewards:
             stats = _update_moments(stats, batch.reward, batch.filled)
             rewards = (rewards - stats[1]) / jnp.sqrt(stats[2] / stats[0] + 1e-8)
-        grads, metrics = jax.grad(self.loss, has_aux=True)(state.params, state.target_params, batch, rewards)
+        grads, metrics = jax.grad(self.loss, has_aux=True)(
+            state.params, state.target_params, batch, rewards, key
+        )
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics["grad_norm"] = jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(grads)))

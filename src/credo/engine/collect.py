@@ -29,8 +29,11 @@ def has_win_flag(env) -> bool:
     return "won" in ts.info
 
 
-def make_collector(env, learner, n_envs: int):
-    """``collect(params, key, epsilon) -> (EpisodeBatch [n_envs], EpisodeStats)``, pure and jittable."""
+def make_collector(env, learner, n_envs: int, greedy: bool = False):
+    """``collect(params, key, epsilon) -> (EpisodeBatch [n_envs], EpisodeStats)``, pure and jittable.
+
+    ``greedy`` collects with the execution policy (argmax of each agent's Q).
+    """
     limit = env.episode_limit
     with_won = has_win_flag(env)
 
@@ -45,7 +48,9 @@ def make_collector(env, learner, n_envs: int):
         def step(carry, k):
             env_state, ts, hidden, last, done, won = carry
             k_act, k_env = jax.random.split(k)
-            hidden, actions = learner.act(params, hidden, ts.obs, ts.avail_actions, last, k_act, epsilon)
+            hidden, actions = learner.act(
+                params, hidden, ts.obs, ts.state, ts.avail_actions, last, k_act, epsilon, greedy=greedy
+            )
             new_state, new_ts = jax.vmap(env.step)(jax.random.split(k_env, n_envs), env_state, actions)
             filled = ~done
             record = (
@@ -85,7 +90,9 @@ def make_collector(env, learner, n_envs: int):
     return collect
 
 
-def collect_host(envs: list, learner, act_fn, params, key, epsilon, episode_seeds: list[int]):
+def collect_host(
+    envs: list, learner, act_fn, params, key, epsilon, episode_seeds: list[int], greedy: bool = False
+):
     """The same episodes from host envs stepped in Python (one episode per env).
 
     ``act_fn`` is the jitted ``learner.act``; returns NumPy ``EpisodeBatch`` and stats.
@@ -115,7 +122,9 @@ def collect_host(envs: list, learner, act_fn, params, key, epsilon, episode_seed
                 obs[:, u], state[:, u], avail[:, u] = obs[:, t], state[:, t], avail[:, t]
             break
         key, sub = jax.random.split(key)
-        hidden, act = act_fn(params, hidden, obs[:, t], avail[:, t], last, sub, epsilon)
+        hidden, act = act_fn(
+            params, hidden, obs[:, t], state[:, t], avail[:, t], last, sub, epsilon, greedy=greedy
+        )
         act = np.asarray(act)
         for i, env in enumerate(envs):
             if done[i]:

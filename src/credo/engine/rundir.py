@@ -77,7 +77,7 @@ class RunDir:
                 "env_steps": int(env_steps[i]),
                 "episodes": int(episodes[i]),
                 "train_return": float(returns[i].mean()),
-                "epsilon": float(np.asarray(eps)[i][-1]),
+                "epsilon": _finite_or_none(np.asarray(eps)[i][-1]),
                 "env_steps_per_s": rate if np.isfinite(rate) else None,
             }
             if with_won:
@@ -151,3 +151,7 @@ class RunDir:
                 title=f"{cfg.algo} on {cfg.env}",
             )
         return out
+
+
+def _finite_or_none(x) -> float | None:
+    return float(x) if np.isfinite(x) else None

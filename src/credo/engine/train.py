@@ -22,7 +22,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import credo.envs as envs
-from credo.algos.value import LearnerState, ValueConfig, ValueLearner
+from credo.algos import make_learner
+from credo.algos.value import LearnerState, ValueConfig
 from credo.buffers.episode import EpisodeBuffer, buffer_add, buffer_init, buffer_sample
 from credo.engine.checkpoint import load_checkpoint, save_checkpoint
 from credo.engine.collect import collect_host, has_win_flag, make_collector
@@ -46,7 +47,7 @@ class Trainer:
         self.cfg = cfg
         self.env = envs.make(cfg.env, **cfg.env_kwargs)
         self.spec = self.env.spec
-        self.learner = ValueLearner(cfg, self.spec)
+        self.learner = make_learner(cfg, self.spec)
         self.seeds = [cfg.seed + i for i in range(cfg.seeds)]
         steps_per_iteration = cfg.n_envs * self.spec.episode_limit  # at most
         self.iters_per_chunk = max(1, math.ceil(cfg.log_interval / steps_per_iteration))
@@ -72,7 +73,7 @@ class Trainer:
             self._host_envs = [
                 [envs.make(cfg.env, **cfg.env_kwargs) for _ in range(cfg.n_envs)] for _ in self.seeds
             ]
-            self._act = jax.jit(self.learner.act)
+            self._act = jax.jit(self.learner.act, static_argnames="greedy")
             self._store_and_update = jax.jit(jax.vmap(self._store_and_update_fn))
 
     # --- state ----------------------------------------------------------------------
@@ -103,7 +104,10 @@ class Trainer:
         return jax.tree.map(np.asarray, tree)
 
     def epsilon(self, env_steps):
+        """The exploration rate at ``env_steps`` (NaN for learners that explore otherwise)."""
         cfg = self.cfg
+        if not self.learner.explores_with_epsilon:
+            return jnp.full(jnp.shape(env_steps), jnp.nan, jnp.float32)
         frac = jnp.minimum(env_steps / max(cfg.epsilon_anneal_steps, 1), 1.0)
         return cfg.epsilon_start + (cfg.epsilon_finish - cfg.epsilon_start) * frac
 
@@ -113,7 +117,8 @@ class Trainer:
         cfg = self.cfg
 
         def one(ls, k):
-            return self.learner.update(ls, buffer_sample(buffer, k, cfg.batch_size), episodes)
+            batch = buffer_sample(buffer, k, cfg.batch_size)
+            return self.learner.update(ls, batch, episodes, jax.random.fold_in(k, 1))
 
         def train(ls):
             ls, metrics = jax.lax.scan(one, ls, jax.random.split(key, cfg.updates_per_iteration))
@@ -137,7 +142,7 @@ class Trainer:
         return jax.lax.scan(self._iteration, ts, None, length=self.iters_per_chunk)
 
     def _eval_fn(self, params, key):
-        collect = make_collector(self.env, self.learner, self.cfg.test_episodes)
+        collect = make_collector(self.env, self.learner, self.cfg.test_episodes, greedy=True)
         _, stats = collect(params, key, 0.0)
         return stats
 
@@ -150,11 +155,11 @@ class Trainer:
 
     # --- host envs ------------------------------------------------------------------
 
-    def _host_collect(self, params, eps, key, envs_):
+    def _host_collect(self, params, eps, key, envs_, greedy=False):
         """One episode per host env; the envs' reset seeds are drawn from ``key``."""
         k_seeds, k_act = jax.random.split(key)
         seeds = np.asarray(jax.random.randint(k_seeds, (len(envs_),), 0, 2**31 - 1)).tolist()
-        return collect_host(envs_, self.learner, self._act, params, k_act, eps, seeds)
+        return collect_host(envs_, self.learner, self._act, params, k_act, eps, seeds, greedy=greedy)
 
     def _host_chunk(self, ts: TrainState):
         outs = []
@@ -184,7 +189,9 @@ class Trainer:
             envs_ = self._host_envs[i]
             for start in range(0, n, len(envs_)):
                 m = min(len(envs_), n - start)
-                _, stats = self._host_collect(p, 0.0, jax.random.fold_in(key[i], start), envs_[:m])
+                _, stats = self._host_collect(
+                    p, 0.0, jax.random.fold_in(key[i], start), envs_[:m], greedy=True
+                )
                 results.append(stats)
             out.append(jax.tree.map(lambda *xs: np.concatenate(xs), *results))
         return jax.tree.map(lambda *xs: np.stack(xs), *out)
