@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo demo-envs test test-slow bench learning lint clean
+.PHONY: demo demo-envs test test-slow bench learning me-igm lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ bench: $(VENV)/.installed-all  ## throughput benchmarks; writes benchmarks/resul
 
 learning: $(VENV)/.installed-all  ## LBF learning results of IQL/VDN/QMIX/QPLEX (about an hour on 2 cores)
 	$(BIN)/python benchmarks/lbf_learning.py
+
+me-igm: $(VENV)/.installed-all  ## ME-IGM results: matrix game, SMAX comparison (about an hour), throughput
+	$(BIN)/python benchmarks/matrix_me_igm.py
+	$(BIN)/python benchmarks/smax_me_igm.py
+	$(BIN)/python benchmarks/me_igm_throughput.py
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks

@@ -66,16 +66,18 @@ REFERENCE = {
 }
 
 
-def measure(setting: str, env_key: str, seeds: int, seconds: float) -> dict:
+def measure(
+    setting: str, env_key: str, seeds: int, seconds: float, algo: str = "qmix", extra: dict | None = None
+) -> dict:
     import jax
     import numpy as np
 
     from credo.algos.value import ValueConfig
     from credo.engine.train import Trainer
 
-    cfg = ValueConfig(
-        algo="qmix", mixer="qmix", env=env_key, seeds=seeds, log_interval=5000, **SETTINGS[setting]
-    )
+    settings = {**SETTINGS[setting], **(extra or {})} if setting in SETTINGS else dict(extra or {})
+    mixer = algo.removeprefix("me-")
+    cfg = ValueConfig(algo=algo, mixer=mixer, env=env_key, seeds=seeds, log_interval=5000, **settings)
     tr = Trainer(cfg)
     state = tr.to_devices(tr.init_state())
     t0 = time.perf_counter()
@@ -92,6 +94,7 @@ def measure(setting: str, env_key: str, seeds: int, seconds: float) -> dict:
     elapsed = time.perf_counter() - t0
     rate = steps / elapsed
     return dict(
+        algo=algo,
         setting=setting,
         env=env_key,
         seeds=seeds,

@@ -237,12 +237,12 @@ def _greedy_joints(cfg):
 def test_me_qmix_finds_the_optimum_of_the_3x3_game_where_qmix_does_not():
     """The paper's matrix game at the shipped matrix settings (10k steps): seeds 0-9.
 
-    Measured: ME-QMIX's greedy joint action is (A, A) in 7 of 10 seeds (and 4 of
-    the first 5), QMIX's in 0 of 10 (it settles on (B, B)).
+    Measured (benchmarks/results/matrix_me_igm.md): ME-QMIX's greedy joint action
+    is (A, A) in 9 of 10 seeds, QMIX's in 0 of 10 (it settles on (B, B) or (C, C)).
     """
     me = _greedy_joints(_matrix_cfg("me-qmix", seeds=10))
     qmix = _greedy_joints(_matrix_cfg("qmix", seeds=10))
-    assert sum(j == (0, 0) for j in me) >= 6, me
+    assert sum(j == (0, 0) for j in me) >= 7, me
     assert sum(j == (0, 0) for j in qmix) <= 1, qmix
 
 
