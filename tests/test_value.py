@@ -132,8 +132,9 @@ def _cfg(**kw):
     return ValueConfig(**base)
 
 
-def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path):
-    cfg = _cfg()
+@pytest.mark.parametrize("algo", ["qmix", "me-qmix"])
+def test_interrupted_and_resumed_run_ends_with_the_same_parameters(tmp_path, algo):
+    cfg = _cfg(algo=algo)
     full = Trainer(cfg)
     whole = RunDir.create(cfg, tmp_path, "whole")
     summary = full.run(whole, progress=False)
