@@ -16,24 +16,19 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from credo.algos.common import RunConfig, update_moments
 from credo.buffers.episode import EpisodeBatch
 from credo.credit.td import td_lambda_targets
 from credo.envs.core import EnvSpec
 from credo.mixers import make_mixer
-from credo.networks.agent import RecurrentAgent
+from credo.networks.agent import RecurrentAgent, init_agents, step_agents, unroll_agents
 
 
 @dataclass(frozen=True)
-class ValueConfig:
+class ValueConfig(RunConfig):
     """Settings of a value-based run; defaults follow EPyMARL's QMIX (see ../shared/REFERENCE.md)."""
 
     algo: str = "qmix"  # learner: iql, vdn, qmix, qplex, me-qmix or me-qplex
-    env: str = "lbf:Foraging-8x8-2p-3f-v3"  # env key, see `credo list`
-    env_kwargs: dict = field(default_factory=dict)  # keyword arguments for the env
-    total_env_steps: int = 2_050_000  # training budget in env steps (EPyMARL's t_max)
-    seeds: int = 1  # independent seeds, trained together as a vmap axis
-    seed: int = 0  # seed of the first run; run i uses seed + i
-    n_envs: int = 1  # parallel envs per seed; one batch of episodes per iteration (EPyMARL batch_size_run)
     # acting
     epsilon_start: float = 1.0  # exploration at the start
     epsilon_finish: float = 0.05  # exploration after annealing
@@ -75,11 +70,6 @@ class ValueConfig:
     auto_alpha: bool = True  # tune the temperature towards the target entropy (eq. 2.11)
     target_entropy_per_agent: float = 0.24  # target joint entropy / n_agents (nats; paper: 0.24, terran 0.32)
     alpha_lr: float = 0.3  # Adam learning rate of log(alpha)
-    # evaluation, logging, checkpoints
-    test_interval: int = 50_000  # env steps between greedy evaluations
-    test_episodes: int = 100  # episodes per evaluation
-    log_interval: int = 10_000  # env steps per jitted chunk: the granularity of logs and progress
-    save_interval: int = 200_000  # env steps between checkpoints (also saved at the end and on Ctrl-C)
 
 
 class LearnerState(NamedTuple):
@@ -123,13 +113,7 @@ class ValueLearner:
         """Fresh parameters. Call once per seed outside vmap (keeps init out of batched XLA paths)."""
         n, cfg = self.spec.n_agents, self.cfg
         k_agent, k_mixer = jax.random.split(key)
-        h = jnp.zeros((1, cfg.hidden_dim))
-        x = jnp.zeros((1, self.in_dim))
-        if cfg.share_params:
-            agent_params = self.agent.init(k_agent, h, x)
-        else:
-            agent_params = jax.vmap(lambda k: self.agent.init(k, h, x))(jax.random.split(k_agent, n))
-        params = {"agent": agent_params}
+        params = {"agent": init_agents(self.agent, k_agent, n, self.in_dim, cfg.share_params)}
         if self.mixer is not None:
             qs = jnp.zeros((1, n))
             params["mixer"] = self.mixer.init(
@@ -167,9 +151,7 @@ class ValueLearner:
 
     def q_values(self, agent_params, hidden, inputs):
         """One step of every agent: hidden [..., n, h], inputs [..., n, in] -> (hidden', q [..., n, A])."""
-        if self.cfg.share_params:
-            return self.agent.apply(agent_params, hidden, inputs)
-        return jax.vmap(self.agent.apply, in_axes=(0, -2, -2), out_axes=-2)(agent_params, hidden, inputs)
+        return step_agents(self.agent, agent_params, hidden, inputs, self.cfg.share_params)
 
     def act(self, params, hidden, obs, state, avail, last_actions, key, epsilon, greedy: bool = False):
         """Epsilon-greedy over available actions: (hidden', actions [..., n] int32).
@@ -187,11 +169,7 @@ class ValueLearner:
         last = jnp.concatenate([jnp.zeros_like(batch.actions[:, :1]), batch.actions], 1)  # [B, T+1, n]
         inputs = jnp.moveaxis(self.agent_inputs(batch.obs, last), 1, 0)  # [T+1, B, n, in]
         h0 = self.initial_hidden(batch.obs.shape[:1])  # [B, n, hidden]
-        run = lambda p, h, x: self.agent.apply(p, h, x, method="unroll")  # noqa: E731
-        if self.cfg.share_params:
-            qs = run(agent_params, h0, inputs)
-        else:
-            qs = jax.vmap(run, in_axes=(0, -2, -2), out_axes=-2)(agent_params, h0, inputs)
+        qs = unroll_agents(self.agent, agent_params, h0, inputs, self.cfg.share_params)
         return jnp.moveaxis(qs, 0, 1)
 
     def mix(self, mixer_params, qs, state, max_qs, actions_onehot):
@@ -243,7 +221,7 @@ class ValueLearner:
         cfg = self.cfg
         rewards, stats = batch.reward, state.reward_stats
         if cfg.standardise_rewards:
-            stats = _update_moments(stats, batch.reward, batch.filled)
+            stats = update_moments(stats, batch.reward, batch.filled)
             rewards = (rewards - stats[1]) / jnp.sqrt(stats[2] / stats[0] + 1e-8)
         grads, metrics = jax.grad(self.loss, has_aux=True)(
             state.params, state.target_params, batch, rewards, key
@@ -270,17 +248,3 @@ def epsilon_greedy(key, q, avail, epsilon):
     uniform = jax.random.categorical(k_rand, jnp.where(avail, 0.0, -jnp.inf))
     explore = jax.random.uniform(k_pick, greedy.shape) < epsilon
     return jnp.where(explore, uniform, greedy).astype(jnp.int32)
-
-
-def _update_moments(stats, rewards, mask):
-    """Chan et al.'s parallel update of (count, mean, M2) with the masked rewards."""
-    count, mean, m2 = stats[0], stats[1], stats[2]
-    m = mask.astype(jnp.float32)
-    n = m.sum()
-    batch_mean = jnp.sum(rewards * m) / jnp.maximum(n, 1.0)
-    batch_m2 = jnp.sum(((rewards - batch_mean) * m) ** 2)
-    total = count + n
-    delta = batch_mean - mean
-    mean = mean + delta * n / total
-    m2 = m2 + batch_m2 + delta**2 * count * n / total
-    return jnp.stack([total, mean, m2])

@@ -84,3 +84,38 @@ class RecurrentAgent(nn.Module):
 
         _, qs = jax.lax.scan(step, h0, xs)
         return qs
+
+
+# --- one network per agent, or one shared by all -----------------------------------------
+# Per-agent parameters carry a leading agent axis; the agent axis of hidden states and
+# inputs is the second to last ([..., n, features]).
+
+
+def init_agents(module: RecurrentAgent, key, n_agents: int, in_dim: int, shared: bool):
+    """Parameters of ``module`` for all agents: one set, or ``n_agents`` stacked sets."""
+    h = jnp.zeros((1, module.hidden))
+    x = jnp.zeros((1, in_dim))
+    if shared:
+        return module.init(key, h, x)
+    return jax.vmap(lambda k: module.init(k, h, x))(jax.random.split(key, n_agents))
+
+
+def step_agents(module: RecurrentAgent, params, hidden, inputs, shared: bool):
+    """One step of every agent: hidden [..., n, h], inputs [..., n, in] -> (hidden', out [..., n, o])."""
+    if shared:
+        return module.apply(params, hidden, inputs)
+    return jax.vmap(module.apply, in_axes=(0, -2, -2), out_axes=-2)(params, hidden, inputs)
+
+
+def unroll_agents(module: RecurrentAgent, params, h0, inputs, shared: bool):
+    """Every agent over a sequence from ``h0``: inputs [T, ..., n, in] -> out [T, ..., n, o].
+
+    A feed-forward module is applied to all steps at once (no scan).
+    """
+    if not module.use_rnn:
+        h = jnp.broadcast_to(h0, (*inputs.shape[:-1], module.hidden))
+        return step_agents(module, params, h, inputs, shared)[1]
+    run = lambda p, h, x: module.apply(p, h, x, method="unroll")  # noqa: E731
+    if shared:
+        return run(params, h0, inputs)
+    return jax.vmap(run, in_axes=(0, -2, -2), out_axes=-2)(params, h0, inputs)
