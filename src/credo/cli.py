@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 DEMO_ENVS = [
     "matrix:me-igm",
@@ -31,6 +32,10 @@ ALGORITHMS = {
     "qplex": "duelling mixing, IGM-complete",
     "me-qmix": "ME-IGM on QMIX: soft policies through order-preserving transformations",
     "me-qplex": "ME-IGM on QPLEX",
+    "ippo": "independent PPO: per-agent critics on local observations (reward_mode=global|local)",
+    "mappo": "multi-agent PPO: a centralised critic on the global state (reward_mode=global|local)",
+    "ippo-dg": "IPPO with dependence-graph credit over local rewards",
+    "mappo-dg": "MAPPO with dependence-graph credit over local rewards",
 }
 
 
@@ -41,9 +46,14 @@ def config_root():
 
 
 def config_files(algo: str, env_key: str) -> list:
-    """The YAML layers of a run: the algorithm's, then the env family's."""
+    """The YAML layers of a run: the algorithm's, then the env family's for its kind of learner.
+
+    Value learners read ``configs/envs/<family>.yaml``, policy-gradient ones
+    ``configs/envs/ppo/<family>.yaml`` (budgets and batch sizes differ).
+    """
     import difflib
 
+    from credo.algos.ppo import PPO_ALGOS
     from credo.config import ConfigError
 
     root = config_root()
@@ -53,7 +63,8 @@ def config_files(algo: str, env_key: str) -> list:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown algorithm {algo!r}.{hint} Algorithms: {', '.join(ALGORITHMS)}.")
     files = [algo_file]
-    env_file = root / "envs" / f"{env_key.split(':', 1)[0]}.yaml"
+    env_dir = root / "envs" / ("ppo" if algo in PPO_ALGOS else "")
+    env_file = env_dir / f"{env_key.split(':', 1)[0]}.yaml"
     if env_file.exists():
         files.append(env_file)
     return files
@@ -75,17 +86,31 @@ def _print_summary(summary: dict, path) -> None:
     )
 
 
+def load_run_config(run_dir, overrides=()):
+    """The config of an existing run directory, as the class its algorithm uses."""
+    from pathlib import Path
+
+    import yaml
+
+    from credo.algos import config_class
+    from credo.config import load_config
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise ValueError(f"{Path(run_dir)} is not a run directory (no config.yaml).")
+    algo = (yaml.safe_load(path.read_text()) or {}).get("algo", "")
+    return load_config(config_class(algo), [path], list(overrides))
+
+
 def cmd_train(args) -> int:
-    from credo.algos.value import ValueConfig
+    from credo.algos import config_class
     from credo.config import load_config
     from credo.engine.rundir import RunDir
     from credo.engine.train import Trainer
 
     if args.resume:
         run_dir = RunDir(args.resume)
-        if not (run_dir.path / "config.yaml").exists():
-            raise ValueError(f"{run_dir.path} is not a run directory (no config.yaml).")
-        cfg = load_config(ValueConfig, [run_dir.path / "config.yaml"])
+        cfg = load_run_config(run_dir.path)
         trainer = Trainer(cfg)
         state, meta = trainer.load(run_dir)
         print(
@@ -101,7 +126,7 @@ def cmd_train(args) -> int:
         if args.seeds is not None:
             overrides.append(f"seeds={args.seeds}")
         cfg = load_config(
-            ValueConfig,
+            config_class(args.algo),
             config_files(args.algo, args.env),
             overrides,
             base={"algo": args.algo, "env": args.env},
@@ -120,14 +145,12 @@ def cmd_eval(args) -> int:
     import numpy as np
 
     from credo import stats
-    from credo.algos.value import ValueConfig
-    from credo.config import load_config
     from credo.engine.rundir import RunDir
     from credo.engine.train import Trainer
 
     run_dir = RunDir(args.run_dir)
     overrides = [f"test_episodes={args.episodes}"] if args.episodes else []
-    cfg = load_config(ValueConfig, [run_dir.path / "config.yaml"], overrides)
+    cfg = load_run_config(run_dir.path, overrides)
     trainer = Trainer(cfg)
     state, meta = trainer.load(run_dir)
     result = trainer.evaluate(trainer.to_devices(state.learner.params), index=10**6)
@@ -226,6 +249,31 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_graph(args) -> int:
+    from credo.graph_report import learned_graphs, plot_timeline, summarise
+
+    result = learned_graphs(
+        args.run_dir, episodes=args.episodes, seed_index=args.seed, threshold=args.threshold
+    )
+    s = summarise(result)
+    print(
+        f"{result['config'].algo} on {result['config'].env}, seed index {args.seed}: {args.episodes} episodes, {s['steps']} steps"
+    )
+    print(
+        f"  learned graph (c = {result['threshold']:.3g}): {s['learned_density']:.1%} of the off-diagonal edges on"
+    )
+    if "precision" in s:
+        print(f"  oracle graph: {s['oracle_density']:.1%} of the edges on")
+        print(
+            f"  precision {s['precision']:.3f}, recall {s['recall']:.3f} (learned edges against the oracle's)"
+        )
+    else:
+        print("  (this env has no oracle graph to compare with)")
+    out = args.out or str(Path(args.run_dir) / "dependence_graph.png")
+    print(f"  timeline of episode 0: {plot_timeline(result, out)}")
+    return 0
+
+
 def _parse_kv(text: str):
     import yaml
 
@@ -265,6 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--seed", type=int, default=0, help="seed index within each run (default 0)")
     rep.add_argument("--all-seeds", action="store_true", help="one line per seed: greedy joint action")
     rep.set_defaults(func=cmd_report)
+    g = sub.add_parser(
+        "graph", help="the dependence graph an ippo-dg/mappo-dg run learned, against the oracle"
+    )
+    g.add_argument("run_dir")
+    g.add_argument("--episodes", type=int, default=20, help="episodes to roll out (default 20)")
+    g.add_argument("--seed", type=int, default=0, help="seed index within the run (default 0)")
+    g.add_argument("--threshold", type=float, help="entropy-ratio threshold c (default: the run's)")
+    g.add_argument("--out", help="timeline plot path (default RUN_DIR/dependence_graph.png)")
+    g.set_defaults(func=cmd_graph)
     r = sub.add_parser("rollout", help="random-policy rollout report of one env")
     r.add_argument("env", help="env key, e.g. lbf:Foraging-8x8-2p-3f-v3")
     r.add_argument("--envs", type=int, default=16, help="parallel env copies")

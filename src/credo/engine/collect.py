@@ -29,10 +29,15 @@ def has_win_flag(env) -> bool:
     return "won" in ts.info
 
 
-def make_collector(env, learner, n_envs: int, greedy: bool = False):
+def make_collector(env, learner, n_envs: int, greedy: bool = False, record=None):
     """``collect(params, key, epsilon) -> (EpisodeBatch [n_envs], EpisodeStats)``, pure and jittable.
 
     ``greedy`` collects with the execution policy (argmax of each agent's Q).
+    ``record(env_state, next_env_state, timestep) -> pytree`` (optional) is called on
+    every step with the env states before and after it and the timestep it returned; its
+    outputs come back as
+    a third result ``[n_envs, T, ...]``, zero on padding (on-policy learners record
+    per-agent rewards and oracle graphs this way).
     """
     limit = env.episode_limit
     with_won = has_win_flag(env)
@@ -53,7 +58,9 @@ def make_collector(env, learner, n_envs: int, greedy: bool = False):
             )
             new_state, new_ts = jax.vmap(env.step)(jax.random.split(k_env, n_envs), env_state, actions)
             filled = ~done
-            record = (
+            extra = () if record is None else jax.vmap(record)(env_state, new_state, new_ts)
+            extra = jax.tree.map(lambda x: where_batch(filled, x, jnp.zeros_like(x)), extra)
+            rec = (
                 ts.obs,
                 ts.state,
                 ts.avail_actions,
@@ -61,6 +68,7 @@ def make_collector(env, learner, n_envs: int, greedy: bool = False):
                 jnp.where(filled, new_ts.reward, 0.0),
                 filled & new_ts.terminated,
                 filled,
+                extra,
             )
             if with_won:
                 won = won | (filled & new_ts.info["won"])
@@ -68,13 +76,15 @@ def make_collector(env, learner, n_envs: int, greedy: bool = False):
             env_state = jax.tree.map(lambda a, b: where_batch(done, a, b), env_state, new_state)
             ts = jax.tree.map(lambda a, b: where_batch(done, a, b), ts, new_ts)
             done = done | new_ts.terminated | new_ts.truncated
-            return (env_state, ts, hidden, actions, done, won), record
+            return (env_state, ts, hidden, actions, done, won), rec
 
         carry, rec = jax.lax.scan(
             step, (env_state, ts, hidden, last, done, won), jax.random.split(k_run, limit)
         )
         _, ts_last, _, _, _, won = carry
-        obs, state, avail, actions, reward, terminated, filled = (jnp.moveaxis(x, 0, 1) for x in rec)
+        obs, state, avail, actions, reward, terminated, filled, extra = jax.tree.map(
+            lambda x: jnp.moveaxis(x, 0, 1), rec
+        )
         batch = EpisodeBatch(
             obs=jnp.concatenate([obs, ts_last.obs[:, None]], 1),
             state=jnp.concatenate([state, ts_last.state[:, None]], 1),
@@ -85,17 +95,27 @@ def make_collector(env, learner, n_envs: int, greedy: bool = False):
             filled=filled,
         )
         stats = EpisodeStats(reward.sum(1), filled.sum(1).astype(jnp.int32), won)
-        return batch, stats
+        return (batch, stats) if record is None else (batch, stats, extra)
 
     return collect
 
 
 def collect_host(
-    envs: list, learner, act_fn, params, key, epsilon, episode_seeds: list[int], greedy: bool = False
+    envs: list,
+    learner,
+    act_fn,
+    params,
+    key,
+    epsilon,
+    episode_seeds: list[int],
+    greedy: bool = False,
+    record=None,
 ):
     """The same episodes from host envs stepped in Python (one episode per env).
 
-    ``act_fn`` is the jitted ``learner.act``; returns NumPy ``EpisodeBatch`` and stats.
+    ``act_fn`` is the jitted ``learner.act``; returns NumPy ``EpisodeBatch`` and stats,
+    and with ``record`` (called as ``record(None, None, timestep)``: host envs have no
+    state to show) a third result as ``make_collector``'s.
     """
     n, spec = len(envs), learner.spec
     limit = spec.episode_limit
@@ -111,6 +131,7 @@ def collect_host(
     done = np.zeros(n, bool)
     hidden = learner.initial_hidden((n,))
     last = np.zeros((n, spec.n_agents), np.int32)
+    records: dict[tuple[int, int], object] = {}
     for t in range(limit + 1):
         for i, ts in enumerate(tss):
             if t == 0 or filled[i, t - 1]:  # the observation after step t-1
@@ -134,7 +155,17 @@ def collect_host(
             actions[i, t], reward[i, t], filled[i, t] = act[i], ts.reward, True
             terminated[i, t] = bool(ts.terminated)
             won[i] |= bool(ts.info.get("won", False))
+            if record is not None:
+                records[i, t] = record(None, None, ts)
             done[i] = bool(ts.terminated) or bool(ts.truncated)
         last = act
     batch = EpisodeBatch(obs, state, avail, actions, reward, terminated, filled)
-    return batch, EpisodeStats(reward.sum(1), filled.sum(1).astype(np.int32), won)
+    stats = EpisodeStats(reward.sum(1), filled.sum(1).astype(np.int32), won)
+    if record is None:
+        return batch, stats
+    template = jax.tree.map(np.zeros_like, next(iter(records.values())))
+    rows = [
+        jax.tree.map(lambda *xs: np.stack(xs), *[records.get((i, t), template) for t in range(limit)])
+        for i in range(n)
+    ]
+    return batch, stats, jax.tree.map(lambda *xs: np.stack(xs), *rows)

@@ -23,7 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import credo.envs as envs
 from credo.algos import make_learner
-from credo.algos.value import LearnerState, ValueConfig
+from credo.algos.common import RunConfig
 from credo.buffers.episode import EpisodeBuffer, buffer_add, buffer_init, buffer_sample
 from credo.engine.checkpoint import load_checkpoint, save_checkpoint
 from credo.engine.collect import collect_host, has_win_flag, make_collector
@@ -33,27 +33,35 @@ CHECKPOINT = "checkpoints/last.npz"
 
 
 class TrainState(NamedTuple):
-    learner: LearnerState
-    buffer: EpisodeBuffer
+    learner: NamedTuple  # the learner's state (LearnerState, PPOState)
+    buffer: EpisodeBuffer | None  # replay buffer of off-policy learners (None for on-policy ones)
     key: jax.Array  # uint32[2] raw PRNG key (serialisable)
     env_steps: jax.Array  # [] int32
     episodes: jax.Array  # [] int32
 
 
 class Trainer:
-    """Trains ``cfg.seeds`` seeds of a value-based learner on one env."""
+    """Trains ``cfg.seeds`` seeds of a learner on one env.
 
-    def __init__(self, cfg: ValueConfig):
+    Off-policy (value-based) learners store the collected episodes in a replay
+    buffer and learn from samples of it; on-policy learners (``learner.on_policy``,
+    PPO) learn from each fresh batch of episodes, with whatever else their
+    ``recorder`` asks the collector to keep (per-agent rewards, oracle graphs).
+    """
+
+    def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.env = envs.make(cfg.env, **cfg.env_kwargs)
         self.spec = self.env.spec
-        self.learner = make_learner(cfg, self.spec)
+        self.learner = make_learner(cfg, self.spec, self.env)
         self.seeds = [cfg.seed + i for i in range(cfg.seeds)]
         steps_per_iteration = cfg.n_envs * self.spec.episode_limit  # at most
         self.iters_per_chunk = max(1, math.ceil(cfg.log_interval / steps_per_iteration))
         self.is_jax = self.env.is_jax
         self.with_won = has_win_flag(self.env) if self.is_jax else "won" in self.env.reset(seed=0).info
-        if cfg.batch_size > cfg.buffer_size:
+        self.on_policy = getattr(self.learner, "on_policy", False)
+        self._record = self.learner.recorder(self.env) if self.on_policy else None
+        if not self.on_policy and cfg.batch_size > cfg.buffer_size:
             raise ValueError(f"batch_size ({cfg.batch_size}) cannot exceed buffer_size ({cfg.buffer_size}).")
         # Seeds are a vmap axis, sharded over the local devices (GPUs, or CPU cores
         # exposed as host devices by the CLI: XLA runs small matmuls on one thread).
@@ -63,7 +71,7 @@ class Trainer:
         mesh = Mesh(np.array(jax.local_devices()[: self.n_devices]), ("seed",))
         self._sharding = NamedSharding(mesh, PartitionSpec("seed"))
         if self.is_jax:
-            self._collect = make_collector(self.env, self.learner, cfg.n_envs)
+            self._collect = make_collector(self.env, self.learner, cfg.n_envs, record=self._record)
             shard = self._sharding
             self._chunk = jax.jit(
                 jax.vmap(self._chunk_fn), in_shardings=shard, out_shardings=shard, donate_argnums=0
@@ -86,7 +94,7 @@ class Trainer:
             states.append(
                 TrainState(
                     self.learner.init(k_init),
-                    buffer_init(self.spec, self.cfg.buffer_size),
+                    None if self.on_policy else buffer_init(self.spec, self.cfg.buffer_size),
                     k_run,
                     jnp.zeros((), jnp.int32),
                     jnp.zeros((), jnp.int32),
@@ -113,7 +121,7 @@ class Trainer:
 
     # --- one seed, pure -------------------------------------------------------------
 
-    def _train_on_buffer(self, learner: LearnerState, buffer: EpisodeBuffer, key, episodes):
+    def _train_on_buffer(self, learner, buffer: EpisodeBuffer, key, episodes):
         cfg = self.cfg
 
         def one(ls, k):
@@ -131,12 +139,22 @@ class Trainer:
     def _iteration(self, ts: TrainState, _):
         key, k_collect, k_update = jax.random.split(ts.key, 3)
         eps = self.epsilon(ts.env_steps)
-        batch, stats = self._collect(ts.learner.params, k_collect, eps)
-        buffer = buffer_add(ts.buffer, batch)
+        collected = self._collect(ts.learner.params, k_collect, eps)
+        ts, metrics = self._learn(ts, collected, key, k_update)
+        return ts, (collected[1], metrics, eps)
+
+    def _learn(self, ts: TrainState, collected, key, k_update):
+        """Learns from one collected batch: (batch, stats[, recorded])."""
+        batch, stats = collected[0], collected[1]
         episodes = ts.episodes + self.cfg.n_envs
-        learner, metrics = self._train_on_buffer(ts.learner, buffer, k_update, episodes)
+        if self.on_policy:
+            learner, metrics = self.learner.update(ts.learner, batch, collected[2], k_update)
+            buffer = None
+        else:
+            buffer = buffer_add(ts.buffer, batch)
+            learner, metrics = self._train_on_buffer(ts.learner, buffer, k_update, episodes)
         new = TrainState(learner, buffer, key, ts.env_steps + stats.lengths.sum(), episodes)
-        return new, (stats, metrics, eps)
+        return new, metrics
 
     def _chunk_fn(self, ts: TrainState):
         return jax.lax.scan(self._iteration, ts, None, length=self.iters_per_chunk)
@@ -146,12 +164,9 @@ class Trainer:
         _, stats = collect(params, key, 0.0)
         return stats
 
-    def _store_and_update_fn(self, ts: TrainState, batch, lengths):
+    def _store_and_update_fn(self, ts: TrainState, collected):
         key, k_update = jax.random.split(ts.key)
-        buffer = buffer_add(ts.buffer, batch)
-        episodes = ts.episodes + self.cfg.n_envs
-        learner, metrics = self._train_on_buffer(ts.learner, buffer, k_update, episodes)
-        return TrainState(learner, buffer, key, ts.env_steps + lengths.sum(), episodes), metrics
+        return self._learn(ts, collected, key, k_update)
 
     # --- host envs ------------------------------------------------------------------
 
@@ -159,24 +174,25 @@ class Trainer:
         """One episode per host env; the envs' reset seeds are drawn from ``key``."""
         k_seeds, k_act = jax.random.split(key)
         seeds = np.asarray(jax.random.randint(k_seeds, (len(envs_),), 0, 2**31 - 1)).tolist()
-        return collect_host(envs_, self.learner, self._act, params, k_act, eps, seeds, greedy=greedy)
+        record = None if greedy else self._record
+        return collect_host(
+            envs_, self.learner, self._act, params, k_act, eps, seeds, greedy=greedy, record=record
+        )
 
     def _host_chunk(self, ts: TrainState):
         outs = []
         for _ in range(self.iters_per_chunk):
-            batches, stats_all = [], []
+            collected_all, eps_all = [], []
             for i in range(len(self.seeds)):
                 params = jax.tree.map(lambda x, i=i: x[i], ts.learner.params)
                 eps = float(self.epsilon(ts.env_steps[i]))
                 key = jax.random.fold_in(ts.key[i], 1)  # ts.key advances every iteration
-                batch, stats = self._host_collect(params, eps, key, self._host_envs[i])
-                batches.append(batch)
-                stats_all.append((stats, eps))
-            batch = jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *batches)
-            lengths = jnp.asarray(np.stack([s.lengths for s, _ in stats_all]))
-            ts, metrics = self._store_and_update(ts, batch, lengths)
-            stats = jax.tree.map(lambda *xs: np.stack(xs), *[s for s, _ in stats_all])
-            outs.append((stats, metrics, np.array([e for _, e in stats_all])))
+                collected_all.append(self._host_collect(params, eps, key, self._host_envs[i]))
+                eps_all.append(eps)
+            collected = jax.tree.map(lambda *xs: jnp.asarray(np.stack(xs)), *collected_all)
+            ts, metrics = self._store_and_update(ts, collected)
+            stats = jax.tree.map(np.asarray, collected[1])
+            outs.append((stats, metrics, np.array(eps_all)))
         # Same layout as the jitted chunk: [seed, iteration, ...].
         stacked = jax.tree.map(lambda *xs: np.stack(xs, 1), *outs)
         return ts, stacked

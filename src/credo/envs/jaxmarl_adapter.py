@@ -237,6 +237,11 @@ class JaxMARLMPE(_JaxMARLAdapter):
         rewards = _stack_values(rewards, self.agents, jnp.float32)  # [n_agents]
         return state, self._timestep(obs, rewards, state.step >= self.episode_limit)
 
+    def agent_features(self, state) -> jax.Array:
+        """[n, 4]: each agent's own substate (position, velocity), for dependence-graph models."""
+        n = self.n_agents
+        return jnp.concatenate([state.p_pos[:n], state.p_vel[:n]], -1).astype(jnp.float32)
+
 
 class JaxMARLSMAX(_JaxMARLAdapter):
     """A SMAX map against JaxMARL's heuristic enemy (``smax:3m``, ``smax:smacv2_5_units``, ...).
@@ -317,6 +322,13 @@ class JaxMARLSMAX(_JaxMARLAdapter):
         false = jnp.zeros((), bool)
         rewards = jnp.zeros((self.n_agents,), jnp.float32)
         return state, self._timestep(obs, state, rewards, false, false, false)
+
+    def agent_features(self, state) -> jax.Array:
+        """[n, 3]: each ally's own substate (position, health), for dependence-graph models."""
+        inner, n = state.state, self.n_agents
+        return jnp.concatenate([inner.unit_positions[:n], inner.unit_health[:n, None]], -1).astype(
+            jnp.float32
+        )
 
     def _step(self, key, state, actions):
         obs, state, rewards, _, _ = self.env.step_env(key, state, self._actions_dict(actions))

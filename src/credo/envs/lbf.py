@@ -259,6 +259,21 @@ class LevelBasedForaging(MultiAgentEnv):
         none = jnp.ones_like(load)
         return jnp.concatenate([none[:, None], in_grid & free, load[:, None]], -1)
 
+    def agent_features(self, state: LBFState) -> jax.Array:
+        """[n, 3] float32: each agent's own substate (row, col, level), for dependence-graph models."""
+        return jnp.concatenate([state.agent_pos, state.agent_level[:, None]], -1).astype(jnp.float32)
+
+    def interaction_graph(self, state: LBFState, distance: int = 2) -> jax.Array:
+        """[n, n] bool: agents within ``distance`` (Manhattan) of each other, the diagonal on.
+
+        The oracle dependence graph of one step: two agents can load the same food
+        or contest the same cell only when at most 2 apart, so ``distance=2`` links
+        exactly the pairs whose actions can change each other's next state or reward.
+        """
+        pos = state.agent_pos
+        d = jnp.abs(pos[:, None, :] - pos[None, :, :]).sum(-1)
+        return d <= distance
+
     def _step(self, key, state: LBFState, actions):
         n = self.n_agents
         avail = self.avail_actions(state)
