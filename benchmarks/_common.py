@@ -38,6 +38,7 @@ def machine() -> dict:
         "jax_backend": jax.default_backend(),
         "jax_devices": jax.local_device_count(),
         "jumanji": version("jumanji"),
+        "load_average_1m": os.getloadavg()[0],  # other work on the machine while measuring
         "lbforaging": version("lbforaging"),
     }
 

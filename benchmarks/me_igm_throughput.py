@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={os.cpu_count() or 1}")
 
+import numpy as np  # noqa: E402
 from _common import RESULTS, machine, now  # noqa: E402
 from train_throughput import measure  # noqa: E402
 
@@ -31,18 +32,23 @@ CASES = {
 }
 
 
+REPEATS = 3  # QMIX and ME-QMIX measured in turn, so that other load on the machine hits both alike
+
+
 def main() -> None:
     rows = []
     for env, (setting, extra) in CASES.items():
-        for algo in ("qmix", "me-qmix"):
-            r = measure(setting, env, 4, 20.0, algo=algo, extra=extra)
-            rows.append(r)
-            print(f"{algo:8s} {env:28s} {r['env_steps_per_s']:10,.0f} env steps/s (4 seeds)", flush=True)
-    ratios = {
-        env: next(r["env_steps_per_s"] for r in rows if r["env"] == env and r["algo"] == "me-qmix")
-        / next(r["env_steps_per_s"] for r in rows if r["env"] == env and r["algo"] == "qmix")
-        for env in CASES
-    }
+        for rep in range(REPEATS):
+            for algo in ("qmix", "me-qmix"):
+                r = measure(setting, env, 4, 10.0, algo=algo, extra=extra)
+                r["repeat"] = rep
+                rows.append(r)
+                print(f"{algo:8s} {env:28s} {r['env_steps_per_s']:10,.0f} env steps/s (4 seeds)", flush=True)
+
+    def median_rate(env, algo):
+        return float(np.median([r["env_steps_per_s"] for r in rows if r["env"] == env and r["algo"] == algo]))
+
+    ratios = {env: median_rate(env, "me-qmix") / median_rate(env, "qmix") for env in CASES}
     doc = {
         "benchmark": "me_igm_throughput",
         "date": now(),
@@ -57,15 +63,15 @@ def main() -> None:
     lines = [
         f"# ME-QMIX vs QMIX training throughput ({doc['date'][:10]}, {m['cpu']}, {m['cores']} cores, jax {m['jax']})",
         "",
-        "4 seeds, env steps per second of training (all seeds), compile excluded. "
-        "Produced by `python benchmarks/me_igm_throughput.py`.",
+        f"4 seeds, env steps per second of training (all seeds), compile excluded; median of {REPEATS} "
+        "alternating measurements of each. Produced by `python benchmarks/me_igm_throughput.py`. "
+        f"Load average when it finished: {m['load_average_1m']:.1f} (2 cores; other jobs were running).",
         "",
         "| env | setting | QMIX | ME-QMIX | ME-QMIX / QMIX |",
         "|---|---|---:|---:|---:|",
     ]
     for env, (setting, _) in CASES.items():
-        q = next(r for r in rows if r["env"] == env and r["algo"] == "qmix")["env_steps_per_s"]
-        me = next(r for r in rows if r["env"] == env and r["algo"] == "me-qmix")["env_steps_per_s"]
+        q, me = median_rate(env, "qmix"), median_rate(env, "me-qmix")
         lines.append(f"| {env} | {setting} | {q:,.0f} | {me:,.0f} | {ratios[env]:.2f} |")
     (RESULTS / "me_igm_throughput.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

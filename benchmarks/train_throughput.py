@@ -72,12 +72,15 @@ def measure(
     import jax
     import numpy as np
 
-    from credo.algos.value import ValueConfig
+    from credo.algos import PPOConfig, config_class
     from credo.engine.train import Trainer
 
     settings = {**SETTINGS[setting], **(extra or {})} if setting in SETTINGS else dict(extra or {})
-    mixer = algo.removeprefix("me-")
-    cfg = ValueConfig(algo=algo, mixer=mixer, env=env_key, seeds=seeds, log_interval=5000, **settings)
+    cls = config_class(algo)
+    if cls is not PPOConfig:
+        settings.setdefault("mixer", algo.removeprefix("me-"))
+    settings.setdefault("log_interval", 5000)
+    cfg = cls(algo=algo, env=env_key, seeds=seeds, **settings)
     tr = Trainer(cfg)
     state = tr.to_devices(tr.init_state())
     t0 = time.perf_counter()

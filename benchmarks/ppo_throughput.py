@@ -1,0 +1,123 @@
+"""Training throughput of credo's IPPO/MAPPO, and the overhead of dependence-graph credit.
+
+* ``jaxmarl``: IPPO on ``mpe:simple_spread`` at JaxMARL's ``ippo_ff_mpe`` setting:
+  2048 env steps per update (JaxMARL: 16 envs x 128 steps; credo collects whole
+  episodes, so 80 envs x 25 steps = 2000), 4 epochs of 4 minibatches, a 64-64 MLP
+  actor and critic shared by the agents, no agent id, no value normalisation.
+  JaxMARL's own IPPO ran at about 33k env steps/s on this 2-core machine (measured
+  for the issue); the target is 1.5x.
+* ``jaxmarl-16``: the same with 16 envs of 25-step episodes (400 steps per update,
+  5x the updates per env step), for a like-for-like count of envs.
+* ``paper``: MAPPO and MAPPO-DG at the dependence-graph paper's settings (10 envs,
+  hidden 128, 4 epochs, 1 minibatch) on LBF, to report DG's overhead as a ratio.
+
+    python benchmarks/ppo_throughput.py     # writes benchmarks/results/ppo_throughput.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={os.cpu_count() or 1}")
+
+from _common import RESULTS, machine, now  # noqa: E402
+from train_throughput import measure  # noqa: E402
+
+JAXMARL_IPPO = 33_000  # env steps/s of JaxMARL's IPPO on MPE simple spread, measured on this machine
+JAXMARL = dict(
+    n_envs=80,
+    hidden_dim=64,
+    use_rnn=False,
+    epochs=4,
+    minibatches=4,
+    lr=2.5e-4,
+    ent_coef=0.01,
+    max_grad_norm=0.5,
+    obs_agent_id=False,
+    value_norm=False,
+    log_interval=20_000,
+)
+CASES = [
+    # (name, algo, env, settings)
+    ("jaxmarl", "ippo", "mpe:simple_spread", JAXMARL),
+    ("jaxmarl-16", "ippo", "mpe:simple_spread", {**JAXMARL, "n_envs": 16}),
+    ("paper", "mappo", "lbf:Foraging-10x10-3p-3f-v3", {"log_interval": 20_000}),
+    ("paper", "mappo-dg", "lbf:Foraging-10x10-3p-3f-v3", {"log_interval": 20_000}),
+    ("paper", "mappo", "lbf:Foraging-8x8-2p-2f-coop-v3", {"log_interval": 20_000}),
+    ("paper", "mappo-dg", "lbf:Foraging-8x8-2p-2f-coop-v3", {"log_interval": 20_000}),
+]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 4])
+    p.add_argument(
+        "--seconds", type=float, default=10.0, help="timed seconds per measurement (after compile)"
+    )
+    args = p.parse_args()
+    rows = []
+    for name, algo, env, settings in CASES:
+        for seeds in args.seeds:
+            r = measure(name, env, seeds, args.seconds, algo=algo, extra=settings)
+            rows.append(r)
+            print(
+                f"{name:10s} {algo:9s} {env:32s} {seeds} seed(s): {r['env_steps_per_s']:10,.0f} env steps/s "
+                f"({r['env_steps_per_s_per_seed']:,.0f} per seed), compile {r['compile_s']:.1f}s",
+                flush=True,
+            )
+
+    def rate(name, algo, env, seeds):
+        return next(
+            r["env_steps_per_s"]
+            for r in rows
+            if r["setting"] == name and r["algo"] == algo and r["env"] == env and r["seeds"] == seeds
+        )
+
+    checks = [
+        dict(
+            what="IPPO, JaxMARL setting, 1 seed vs JaxMARL's IPPO (33k)",
+            ratio=rate("jaxmarl", "ippo", "mpe:simple_spread", 1) / JAXMARL_IPPO,
+            target=1.5,
+        )
+    ]
+    overheads = []
+    for env in sorted({c[2] for c in CASES if c[0] == "paper"}):
+        for seeds in args.seeds:
+            ratio = rate("paper", "mappo-dg", env, seeds) / rate("paper", "mappo", env, seeds)
+            overheads.append(dict(env=env, seeds=seeds, dg_over_mappo=ratio))
+    doc = {"benchmark": "ppo_throughput", "date": now(), "machine": machine(), "cases": CASES, "rows": rows}
+    doc.update(checks=checks, dg_overhead=overheads)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "ppo_throughput.json").write_text(json.dumps(doc, indent=2) + "\n")
+    m = doc["machine"]
+    lines = [
+        f"# IPPO / MAPPO training throughput ({doc['date'][:10]}, {m['cpu']}, {m['cores']} cores as {m['jax_devices']} JAX devices, jax {m['jax']})",
+        "",
+        "Env steps per second of training (collect, update), compile excluded. Produced by `python benchmarks/ppo_throughput.py`.",
+        "",
+        "| setting | algo | env | seeds | env steps/s (all seeds) | per seed | compile (s) |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['setting']} | {r['algo']} | {r['env']} | {r['seeds']} | {r['env_steps_per_s']:,.0f} | {r['env_steps_per_s_per_seed']:,.0f} | {r['compile_s']:.1f} |"
+        )
+    lines += ["", "| check | measured | target | met |", "|---|---:|---:|---|"]
+    for c in checks:
+        lines.append(
+            f"| {c['what']} | {c['ratio']:.2f}x | {c['target']}x | {'yes' if c['ratio'] >= c['target'] else 'no'} |"
+        )
+    lines += ["", "| MAPPO-DG / MAPPO throughput | seeds | ratio |", "|---|---:|---:|"]
+    for o in overheads:
+        lines.append(f"| {o['env']} | {o['seeds']} | {o['dg_over_mappo']:.2f} |")
+    (RESULTS / "ppo_throughput.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
