@@ -118,8 +118,9 @@ def test_temperature_moves_toward_the_target_entropy(target, direction):
     state = learner.init(jax.random.PRNGKey(0))
     batch = _batch(spec)
     log_alphas = [float(state.params["log_alpha"])]
+    update = jax.jit(learner.update)
     for i in range(5):
-        state, metrics = learner.update(state, batch, 1, jax.random.PRNGKey(i))
+        state, metrics = update(state, batch, 1, jax.random.PRNGKey(i))
         log_alphas.append(float(state.params["log_alpha"]))
     steps = np.diff(log_alphas)
     assert np.all(np.sign(steps) == direction), (log_alphas, float(metrics["entropy"]))
@@ -161,8 +162,9 @@ def test_opt_loss_makes_the_sum_of_opts_track_q_tot():
     state = learner.init(jax.random.PRNGKey(0))
     batch = _batch(spec)
     first = None
+    update = jax.jit(learner.update)  # eager, every call re-traced its scans: minutes instead of seconds
     for i in range(200):
-        state, m = learner.update(state, batch, 1, jax.random.PRNGKey(i))
+        state, m = update(state, batch, 1, jax.random.PRNGKey(i))
         first = float(m["opt_loss"]) if first is None else first
     assert float(m["opt_loss"]) < 0.1 * first, (first, float(m["opt_loss"]))
 
