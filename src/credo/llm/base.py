@@ -1,0 +1,130 @@
+"""The one interface every LLM backend offers: chat generation and log-probabilities of continuations.
+
+A backend implements two methods on plain lists of chat messages
+(``{"role": ..., "content": ...}``):
+
+* ``_generate(messages, sampling) -> list[str]``: ``sampling.n`` replies;
+* ``_logprobs(messages, continuations) -> list[float]``: for each continuation,
+  ``log p(continuation | messages)`` when it is written as the start of the
+  assistant's reply.
+
+``LLM`` wraps a backend with the on-disk response cache and a log of every
+request, so a rerun with the same requests is reproducible and free. Callers
+(QLLM's coder and evaluator, RICL's policy and reflector) use only ``LLM``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
+
+
+class LLMError(RuntimeError):
+    """An LLM that cannot be reached, loaded or asked: the message says what to do about it."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to sample a reply."""
+
+    n: int = 1  # replies to return
+    temperature: float = 0.7  # 0 = greedy decoding
+    max_tokens: int = 256  # new tokens per reply
+    stop: tuple[str, ...] = ()  # a reply ends before the first of these strings
+    seed: int = 0  # sampling seed: part of the cache key, so a new seed draws new replies
+
+    def __post_init__(self):
+        if self.n < 1 or self.max_tokens < 1 or self.temperature < 0:
+            raise ValueError(f"bad sampling settings {self}: need n >= 1, max_tokens >= 1, temperature >= 0.")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    """``text`` up to (not including) the earliest stop string."""
+    ends = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return text[: min(ends)] if ends else text
+
+
+class Backend:
+    """Base of the backends; subclasses set ``name`` and ``model`` and implement the two methods."""
+
+    name: str = ""
+    model: str = ""
+
+    def _generate(self, messages: list[Message], sampling: Sampling) -> list[str]:
+        raise NotImplementedError
+
+    def _logprobs(self, messages: list[Message], continuations: list[str]) -> list[float]:
+        raise NotImplementedError
+
+
+@dataclass
+class LLM:
+    """A backend with a response cache (``cache_dir``) and a request log (``log_path``, JSONL).
+
+    Either may be None. ``calls`` / ``cache_hits`` / ``seconds`` count what was asked.
+    """
+
+    backend: Backend
+    cache_dir: Path | None = None
+    log_path: Path | None = None
+    calls: int = 0
+    cache_hits: int = 0
+    seconds: float = 0.0  # time spent in the backend (cache hits cost nothing)
+    _cache: object = field(default=None, repr=False)
+
+    def __post_init__(self):
+        from credo.llm.cache import ResponseCache
+
+        self._cache = ResponseCache(Path(self.cache_dir)) if self.cache_dir else None
+
+    @property
+    def model(self) -> str:
+        return self.backend.model
+
+    def generate(self, messages: list[Message], sampling: Sampling | None = None) -> list[str]:
+        """``sampling.n`` replies to ``messages``."""
+        sampling = sampling or Sampling()
+        request = {"kind": "generate", "messages": messages, "sampling": asdict(sampling)}
+        return self._ask(request, lambda: self.backend._generate(messages, sampling))
+
+    def logprobs(self, messages: list[Message], continuations: list[str]) -> list[float]:
+        """``log p(c | messages)`` for each continuation ``c`` of the assistant's reply."""
+        request = {"kind": "logprobs", "messages": messages, "continuations": list(continuations)}
+        return [float(x) for x in self._ask(request, lambda: self.backend._logprobs(messages, continuations))]
+
+    def _ask(self, request: dict, call):
+        self.calls += 1
+        full = {"backend": self.backend.name, "model": self.backend.model, **request}
+        cached = self._cache.get(full) if self._cache else None
+        if cached is not None:
+            self.cache_hits += 1
+            self._log(full, cached, 0.0, cached=True)
+            return cached
+        start = time.perf_counter()
+        response = call()
+        took = time.perf_counter() - start
+        self.seconds += took
+        if self._cache:
+            self._cache.put(full, response)
+        self._log(full, response, took, cached=False)
+        return response
+
+    def _log(self, request: dict, response, seconds: float, cached: bool) -> None:
+        if self.log_path is None:
+            return
+        path = Path(self.log_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        row = {
+            "time": time.time(),
+            "seconds": round(seconds, 3),
+            "cached": cached,
+            **request,
+            "response": response,
+        }
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")

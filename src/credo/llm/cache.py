@@ -1,0 +1,46 @@
+"""A response cache on disk: one JSON file per request, named by the SHA-256 of the request.
+
+The key is the whole request (backend, model, messages and sampling settings or
+continuations) in canonical JSON, so any change to any of them is a new entry.
+Files are written atomically (temporary file, then rename), so an interrupted
+run never leaves a half-written entry that a rerun would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def request_key(request: dict) -> str:
+    """Hex SHA-256 of the request in canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class ResponseCache:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, request: dict):
+        """The stored response of this exact request, or None."""
+        path = self._path(request_key(request))
+        try:
+            entry = json.loads(path.read_text())
+        except (OSError, ValueError):  # absent, or unreadable: ask the backend again
+            return None
+        return entry.get("response")
+
+    def put(self, request: dict, response) -> None:
+        path = self._path(request_key(request))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"request": request, "response": response}, f)
+        os.replace(tmp, path)

