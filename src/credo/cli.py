@@ -30,6 +30,7 @@ ALGORITHMS = {
     "vdn": "value decomposition networks: Q_tot = sum Q_i",
     "qmix": "monotone mixing by hypernetworks",
     "qplex": "duelling mixing, IGM-complete",
+    "qllm": "a credit function written by an LLM (or by hand) in place of the mixer: --set tfcaf=PATH",
     "me-qmix": "ME-IGM on QMIX: soft policies through order-preserving transformations",
     "me-qplex": "ME-IGM on QPLEX",
     "ippo": "independent PPO: per-agent critics on local observations (reward_mode=global|local)",
@@ -274,6 +275,123 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def _qllm_env(args):
+    envs = _envs()
+    env = envs.make(args.env, **dict(_parse_kv(kv) for kv in getattr(args, "env_set", [])))
+    return env
+
+
+def cmd_qllm_check(args) -> int:
+    """Runs the sandbox checks on a TFCAF file and prints each with pass/fail; non-zero exit on rejection."""
+    from credo.qllm.artifact import load_tfcaf
+    from credo.qllm.checks import check_tfcaf
+    from credo.qllm.task import sample_states
+
+    env = _qllm_env(args)
+    tfcaf = load_tfcaf(args.path)
+    gamma = args.gamma if args.gamma is not None else (tfcaf.gamma if tfcaf.gamma is not None else 1)
+    s = env.spec
+    print(
+        f"checking {tfcaf.origin} for {args.env} ({s.n_agents} agents, state_dim {s.state_dim}), IGM gate gamma = {gamma}"
+    )
+    report = check_tfcaf(tfcaf.source, s.n_agents, s.state_dim, igm=bool(gamma), states=sample_states(env))
+    print(report.format())
+    print("accepted" if report.passed else f"rejected: {report.reason}")
+    return 0 if report.passed else 1
+
+
+def cmd_qllm_generate(args) -> int:
+    import datetime as dt
+    import time
+
+    from credo.llm import make_llm
+    from credo.qllm.artifact import save_artifact
+    from credo.qllm.loop import run_qllm
+    from credo.qllm.task import describe_env, sample_states
+
+    env = _qllm_env(args)
+    s = env.spec
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("runs") / f"qllm-{args.env.replace(':', '-')}-{stamp}" / "tfcaf.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log_path = out.parent / "llm_log.jsonl"
+    cache = False if args.no_cache else (args.cache or True)
+    print(
+        f"credo qllm generate {args.env}: {args.rounds} round(s) x {args.candidates} candidate(s), backend {args.backend}"
+    )
+    t0 = time.perf_counter()
+    llm = make_llm(
+        args.backend,
+        args.model,
+        args.base_url,
+        args.api_key_env,
+        args.timeout,
+        args.retries_http,
+        cache,
+        log_path,
+    )
+    load_s = time.perf_counter() - t0
+    print(f"  model {llm.model} ready in {load_s:.1f} s")
+    task = describe_env(env)
+    result = run_qllm(
+        llm,
+        llm,
+        task,
+        s.n_agents,
+        s.state_dim,
+        candidates=args.candidates,
+        rounds=args.rounds,
+        retries=args.retries,
+        gamma=args.gamma,
+        states=sample_states(env),
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        log=lambda line: print("  " + line, flush=True),
+    )
+    took = time.perf_counter() - t0
+    doc = {
+        "env": args.env,
+        "n_agents": s.n_agents,
+        "state_dim": s.state_dim,
+        "backend": args.backend,
+        "model": llm.model,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "settings": {
+            k: getattr(args, k)
+            for k in ("candidates", "rounds", "retries", "temperature", "max_tokens", "seed")
+        },
+        "task": task,
+        "seconds": round(took, 1),
+        "model_load_seconds": round(load_s, 1),
+        "llm_calls": llm.calls,
+        "llm_cache_hits": llm.cache_hits,
+        "llm_seconds": round(llm.seconds, 1),
+        **result.to_dict(),
+        "code": result.code,
+    }
+    if result.code is None:
+        from credo.qllm.artifact import write_json_atomic
+
+        write_json_atomic(out.with_name("failed.json"), doc)
+        print(
+            f"credo: {result.failure_report()}\n  the whole exchange is in {out.with_name('failed.json')}",
+            file=sys.stderr,
+        )
+        return 1
+    json_path, py_path = save_artifact(out, doc)
+    print(
+        f"  passed per round: {result.passed_per_round}; {took:.0f} s in all ({llm.calls} LLM calls, {llm.cache_hits} from the cache)"
+    )
+    print(f"  TFCAF: {json_path} (code: {py_path})")
+    print(f"  train it: credo train qllm {args.env} --set tfcaf={json_path}")
+    return 0
+
+
 def _parse_kv(text: str):
     import yaml
 
@@ -322,6 +440,52 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--threshold", type=float, help="entropy-ratio threshold c (default: the run's)")
     g.add_argument("--out", help="timeline plot path (default RUN_DIR/dependence_graph.png)")
     g.set_defaults(func=cmd_graph)
+    q = sub.add_parser("qllm", help="LLM-written credit functions (TFCAFs): generate one, or check one")
+    qsub = q.add_subparsers(dest="qllm_command", required=True)
+    qg = qsub.add_parser("generate", help="coder-evaluator loop: writes a TFCAF artifact (.json and .py)")
+    qg.add_argument("env", help="env key, e.g. lbf:Foraging-8x8-2p-3f-v3")
+    qg.add_argument(
+        "--backend",
+        choices=["local", "openai"],
+        default="local",
+        help="local transformers model, or an OpenAI-compatible endpoint",
+    )
+    qg.add_argument(
+        "--model",
+        help="local: 'embedded' (default), a model directory or a .gguf file; openai: the model name",
+    )
+    qg.add_argument(
+        "--base-url", help="OpenAI-compatible endpoint (default $CREDO_LLM_BASE_URL, else OpenAI)"
+    )
+    qg.add_argument(
+        "--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key"
+    )
+    qg.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request")
+    qg.add_argument("--retries-http", type=int, default=3, help="HTTP retries with backoff")
+    qg.add_argument("--candidates", type=int, default=3, help="candidates per round (K)")
+    qg.add_argument("--rounds", type=int, default=3, help="coder-evaluator rounds")
+    qg.add_argument("--retries", type=int, default=3, help="regenerations of a rejected candidate")
+    qg.add_argument("--gamma", type=int, choices=[0, 1], help="IGM gate (default: asked of the LLM)")
+    qg.add_argument("--temperature", type=float, default=0.7)
+    qg.add_argument("--max-tokens", type=int, default=400, help="tokens per candidate")
+    qg.add_argument("--seed", type=int, default=0, help="sampling seed (part of the cache key)")
+    qg.add_argument("--out", help="artifact path (default runs/qllm-ENV-TIME/tfcaf.json)")
+    qg.add_argument(
+        "--cache", help="response cache directory (default $CREDO_LLM_CACHE or ~/.cache/credo/llm)"
+    )
+    qg.add_argument("--no-cache", action="store_true", help="always ask the LLM")
+    qg.add_argument(
+        "--set", dest="env_set", action="append", default=[], metavar="KEY=VALUE", help="env keyword argument"
+    )
+    qg.set_defaults(func=cmd_qllm_generate)
+    qc = qsub.add_parser("check", help="runs the sandbox checks on a TFCAF file; exit 1 on rejection")
+    qc.add_argument("env", help="env key the function is for")
+    qc.add_argument("path", help="a .py file defining tfcaf(agent_qs, state), or a .json artifact")
+    qc.add_argument("--gamma", type=int, choices=[0, 1], help="IGM gate (default: the artifact's, else 1)")
+    qc.add_argument(
+        "--set", dest="env_set", action="append", default=[], metavar="KEY=VALUE", help="env keyword argument"
+    )
+    qc.set_defaults(func=cmd_qllm_check)
     r = sub.add_parser("rollout", help="random-policy rollout report of one env")
     r.add_argument("env", help="env key, e.g. lbf:Foraging-8x8-2p-3f-v3")
     r.add_argument("--envs", type=int, default=16, help="parallel env copies")
@@ -350,10 +514,11 @@ def main(argv: list[str] | None = None) -> int:
     use_all_cpu_cores()
     args = build_parser().parse_args(argv)
     from credo.envs.registry import EnvKeyError
+    from credo.llm.base import LLMError
 
     try:
         return args.func(args)
-    except (EnvKeyError, ValueError, FileExistsError, FileNotFoundError) as err:
+    except (EnvKeyError, ValueError, FileExistsError, FileNotFoundError, LLMError) as err:
         print(f"credo: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

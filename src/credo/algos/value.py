@@ -28,7 +28,7 @@ from credo.networks.agent import RecurrentAgent, init_agents, step_agents, unrol
 class ValueConfig(RunConfig):
     """Settings of a value-based run; defaults follow EPyMARL's QMIX (see ../shared/REFERENCE.md)."""
 
-    algo: str = "qmix"  # learner: iql, vdn, qmix, qplex, me-qmix or me-qplex
+    algo: str = "qmix"  # learner: iql, vdn, qmix, qplex, qllm, me-qmix or me-qplex
     # acting
     epsilon_start: float = 1.0  # exploration at the start
     epsilon_finish: float = 0.05  # exploration after annealing
@@ -40,11 +40,15 @@ class ValueConfig(RunConfig):
     obs_agent_id: bool = True  # append the agent's one-hot id to its observation
     obs_last_action: bool = False  # append the agent's previous action (one-hot)
     # mixer
-    mixer: str | None = "qmix"  # vdn, qmix, qplex or null (independent learners)
+    mixer: str | None = "qmix"  # vdn, qmix, qplex, tfcaf (QLLM) or null (independent learners)
     mixing_embed_dim: int = 32  # QMIX mixing layer width
     hypernet_layers: int = 2  # depth of QMIX/QPLEX weight hypernetworks
     hypernet_embed: int = 64  # width of their hidden layer
     mixer_kwargs: dict = field(default_factory=dict)  # further mixer settings, e.g. QPLEX num_kernel
+    tfcaf: str | None = None  # QLLM: TFCAF file (.json from `credo qllm generate`, or a hand-written .py)
+    tfcaf_gamma: int | None = (
+        None  # QLLM: IGM gate, 1 = Q_tot must be monotone in every Q_i; null = the file's (else 1)
+    )
     # learning
     buffer_size: int = 5000  # replay capacity in episodes
     batch_size: int = 32  # episodes per gradient step
@@ -102,6 +106,7 @@ class ValueLearner:
                 if cfg.mixer in ("qmix", "qplex")
                 else {}
             ),
+            **({"path": cfg.tfcaf, "gamma": cfg.tfcaf_gamma} if cfg.mixer == "tfcaf" else {}),
             **cfg.mixer_kwargs,
         )
         opt = optax.adam(cfg.lr) if cfg.optimizer == "adam" else optax.rmsprop(cfg.lr, decay=0.99, eps=1e-5)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from credo.mixers.qmix import QMixer
 from credo.mixers.qplex import QPLEXMixer
+from credo.mixers.tfcaf import TFCAFMixer, make_tfcaf_mixer
 from credo.mixers.vdn import VDNMixer
 
-MIXERS = {"vdn": VDNMixer, "qmix": QMixer, "qplex": QPLEXMixer}
+# name -> module class, or a factory with the same signature (tfcaf loads and checks a file first)
+MIXERS = {"vdn": VDNMixer, "qmix": QMixer, "qplex": QPLEXMixer, "tfcaf": make_tfcaf_mixer}
 
 
 def make_mixer(name: str | None, n_agents: int, state_dim: int, n_actions: int, **kwargs):
@@ -29,4 +31,4 @@ def make_mixer(name: str | None, n_agents: int, state_dim: int, n_actions: int, 
     return MIXERS[name](n_agents=n_agents, state_dim=state_dim, n_actions=n_actions, **kwargs)
 
 
-__all__ = ["MIXERS", "QMixer", "QPLEXMixer", "VDNMixer", "make_mixer"]
+__all__ = ["MIXERS", "QMixer", "QPLEXMixer", "TFCAFMixer", "VDNMixer", "make_mixer"]

@@ -1,0 +1,303 @@
+"""The coder-evaluator loop of QLLM: candidates from a coder LLM, sandbox checks, a choice by an evaluator LLM.
+
+One round: the coder writes K candidates for the task; each goes through the
+checks of ``credo.qllm.checks``; a rejected candidate goes back to the coder
+with the rejection's one-line reason, up to ``retries`` times; the evaluator
+sees only the candidates that passed, picks one and gives one sentence of
+advice, which the next round's coder prompt carries together with the pick. The
+result is the last pick. If no candidate ever passes, the result says so with
+every reason, and no TFCAF is produced.
+
+The IGM gate gamma is the user's, or the coder LLM's answer to a yes/no question
+about the task (1 when its reply cannot be read: monotone mixing is the safe
+default).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from credo.llm.base import LLM, Sampling
+from credo.qllm.checks import CheckReport, check_tfcaf
+
+CODER_ROLE = (
+    "You are an expert in multi-agent reinforcement learning and in JAX. You write credit assignment functions: "
+    "given each agent's Q-value and the global state, they return the team's Q-value Q_tot. They replace the "
+    "mixing network of QMIX-style value decomposition and have no trainable parameters."
+)
+EVALUATOR_ROLE = (
+    "You are an expert reviewer of credit assignment functions for multi-agent reinforcement learning. You judge "
+    "which candidate best matches the task: how well its weights follow who contributes to the reward, and how "
+    "simple and robust the code is."
+)
+
+
+def requirements(n_agents: int, state_dim: int, gamma: int) -> str:
+    igm = (
+        "Q_tot must be monotone in every Q_i (gamma = 1): every weight on Q_i must be non-negative, e.g. from "
+        "jax.nn.softmax, jnp.abs or jnp.exp."
+        if gamma
+        else "Q_tot need not be monotone in the Q_i (gamma = 0): weights may be negative."
+    )
+    return (
+        "Write one Python function\n"
+        "    def tfcaf(agent_qs, state):\n"
+        f"where agent_qs has shape [B, {n_agents}] (one Q-value per agent, B rows of a batch) and state has shape "
+        f"[B, {state_dim}], returning q_tot of shape [B]. Typically q_tot = sum_i w_i(state) * agent_qs[:, i] + "
+        "b(state), with weights w_i and bias b computed from the state.\n"
+        "Rules: use only jnp (jax.numpy, already imported) and jax.nn; no imports, no numpy, no classes, no "
+        "while loops, no printing, no files; treat each row of the batch separately (never sum over axis 0); "
+        f"avoid division by values that can be zero (add 1e-6). {igm}\n"
+        "Reply with the function in a single ```python code block."
+    )
+
+
+def extract_code(reply: str) -> str:
+    """The code block of ``reply`` that defines tfcaf (else its first code block, else the text from 'def tfcaf')."""
+    blocks = re.findall(r"```[ \t]*(?:python|py)?[ \t]*\n(.*?)```", reply, re.S)
+    if not blocks and "```" in reply:  # an unclosed block at the end of a cut reply
+        blocks = [reply.split("```", 1)[1].split("\n", 1)[-1]]
+    for b in blocks:
+        if "def tfcaf" in b:
+            return b.strip("\n")
+    if blocks:
+        return blocks[0].strip("\n")
+    i = reply.find("def tfcaf")
+    return reply[i:].strip("\n") if i >= 0 else ""
+
+
+@dataclass
+class Attempt:
+    reply: str  # the coder's text
+    code: str  # the code extracted from it
+    report: dict  # CheckReport.to_dict()
+
+
+@dataclass
+class Candidate:
+    index: int
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def final(self) -> Attempt:
+        return self.attempts[-1]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.attempts) and self.final.report["passed"]
+
+
+@dataclass
+class Round:
+    index: int
+    coder_prompt: list[dict]
+    candidates: list[Candidate]
+    evaluator_prompt: list[dict] | None = None
+    evaluator_reply: str = ""
+    choice: int | None = None  # index into candidates
+    choice_note: str = ""  # how the choice was read from the reply
+    advice: str = ""
+    seconds: float = 0.0
+
+    @property
+    def valid(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.passed]
+
+
+@dataclass
+class QLLMResult:
+    gamma: int
+    gamma_note: str
+    rounds: list[Round]
+    code: str | None  # the chosen TFCAF, None if no candidate ever passed
+
+    @property
+    def passed_per_round(self) -> list[int]:
+        return [len(r.valid) for r in self.rounds]
+
+    def failure_report(self) -> str:
+        reasons = [
+            f"round {r.index + 1}, candidate {c.index + 1}: {c.final.report['reason'] or 'no code'}"
+            for r in self.rounds
+            for c in r.candidates
+        ]
+        return "no candidate passed the sandbox checks:\n  " + "\n  ".join(reasons)
+
+    def to_dict(self) -> dict:
+        return {
+            "gamma": self.gamma,
+            "gamma_note": self.gamma_note,
+            "passed_per_round": self.passed_per_round,
+            "rounds": [asdict(r) for r in self.rounds],
+        }
+
+
+def infer_gamma(llm: LLM, task: str, seed: int = 0) -> tuple[int, str]:
+    """The IGM gate as the LLM reads the task: (gamma, how it was decided)."""
+    messages = [
+        {"role": "system", "content": CODER_ROLE},
+        {
+            "role": "user",
+            "content": f"Task:\n{task}\n\nIn this task, is the best joint action always the one where every agent "
+            "picks the action with its own highest Q-value, so that Q_tot may be monotone in every agent's Q "
+            "(the IGM condition)? Matrix games with penalties for miscoordination usually are not. Answer with "
+            "one line: GAMMA: 1 (monotone) or GAMMA: 0 (not monotone).",
+        },
+    ]
+    reply = llm.generate(messages, Sampling(n=1, temperature=0.0, max_tokens=48, seed=seed))[0]
+    m = re.search(r"GAMMA\s*[:=]\s*([01])", reply, re.I)
+    if m:
+        return int(m.group(1)), f"inferred by the LLM: {reply.strip()[:200]!r}"
+    return (
+        1,
+        f"the LLM's reply had no 'GAMMA: 0/1' ({reply.strip()[:120]!r}); took gamma = 1 (monotone, the safe default)",
+    )
+
+
+def coder_messages(task: str, req: str, advice: str, previous: str | None) -> list[dict]:
+    extra = ""
+    if previous:
+        extra += f"\n\nThe evaluator's pick of the previous round:\n```python\n{previous}\n```"
+    if advice:
+        extra += f"\nThe evaluator's advice: {advice}"
+    if previous or advice:
+        extra += "\nWrite an improved function."
+    return [
+        {"role": "system", "content": CODER_ROLE},
+        {"role": "user", "content": f"Task:\n{task}\n\n{req}{extra}"},
+    ]
+
+
+def evaluator_messages(task: str, req: str, valid: list[Candidate]) -> list[dict]:
+    listing = "\n\n".join(f"Candidate {i + 1}:\n```python\n{c.final.code}\n```" for i, c in enumerate(valid))
+    return [
+        {"role": "system", "content": EVALUATOR_ROLE},
+        {
+            "role": "user",
+            "content": f"Task:\n{task}\n\nThe functions had to meet:\n{req}\n\nAll of these candidates passed the "
+            f"code checks:\n\n{listing}\n\nPick the best one for this task. Answer in two lines:\n"
+            f"CHOICE: <a number from 1 to {len(valid)}>\nADVICE: <one sentence on how to improve it>",
+        },
+    ]
+
+
+def read_choice(reply: str, n: int) -> tuple[int, str]:
+    """(index in 0..n-1, how it was read). Accepts 'CHOICE: k' or a 0/1 selection array as in the paper."""
+    m = re.search(r"CHOICE\s*[:=]?\s*(?:candidate\s*)?(\d+)", reply, re.I)
+    if m and 1 <= int(m.group(1)) <= n:
+        return int(m.group(1)) - 1, "CHOICE line"
+    m = re.search(r"\[\s*([01](?:\s*,\s*[01])*)\s*\]", reply)
+    if m:
+        bits = [int(b) for b in re.findall(r"[01]", m.group(1))]
+        if len(bits) == n and sum(bits) == 1:
+            return bits.index(1), "0/1 selection array"
+    m = re.search(r"candidate\s*(\d+)", reply, re.I)
+    if m and 1 <= int(m.group(1)) <= n:
+        return int(m.group(1)) - 1, "first 'candidate k' mentioned"
+    return 0, "no valid choice in the reply; took the first valid candidate"
+
+
+def read_advice(reply: str) -> str:
+    m = re.search(r"ADVICE\s*[:=]\s*(.+)", reply, re.I)
+    return m.group(1).strip()[:400] if m else ""
+
+
+def run_qllm(
+    coder: LLM,
+    evaluator: LLM,
+    task: str,
+    n_agents: int,
+    state_dim: int,
+    candidates: int = 3,
+    rounds: int = 3,
+    retries: int = 3,
+    gamma: int | None = None,
+    states=None,
+    temperature: float = 0.7,
+    max_tokens: int = 400,
+    seed: int = 0,
+    check: Callable[..., CheckReport] = check_tfcaf,
+    log: Callable[[str], None] = lambda s: None,
+) -> QLLMResult:
+    """The whole loop; ``check`` is swappable for tests, ``log`` receives one line per event."""
+    if gamma is None:
+        gamma, gamma_note = infer_gamma(coder, task, seed)
+    else:
+        gamma_note = "set by the user"
+    log(f"IGM gate gamma = {gamma} ({gamma_note})")
+    req = requirements(n_agents, state_dim, gamma)
+    advice, chosen, history = "", None, []
+    for r in range(rounds):
+        start = time.perf_counter()
+        prompt = coder_messages(task, req, advice, chosen)
+        replies = coder.generate(
+            prompt,
+            Sampling(n=candidates, temperature=temperature, max_tokens=max_tokens, seed=seed * 1000 + r),
+        )
+        cands = []
+        for k, reply in enumerate(replies):
+            cand, conversation = Candidate(k), [*prompt, {"role": "assistant", "content": reply}]
+            for attempt in range(retries + 1):
+                code = extract_code(reply)
+                report = (
+                    check(code, n_agents, state_dim, igm=bool(gamma), states=states)
+                    if code
+                    else _no_code_report()
+                )
+                cand.attempts.append(Attempt(reply, report.source or code, report.to_dict()))
+                log(
+                    f"round {r + 1} candidate {k + 1} try {attempt + 1}: "
+                    + ("passed" if report.passed else f"rejected: {report.reason}")
+                )
+                if report.passed or attempt == retries:
+                    break
+                conversation.append(
+                    {
+                        "role": "user",
+                        "content": f"Your code was rejected. {report.reason}\nFix this and reply with the whole corrected function in one ```python code block.",
+                    }
+                )
+                reply = coder.generate(
+                    conversation,
+                    Sampling(
+                        n=1,
+                        temperature=temperature,
+                        max_tokens=max_tokens,
+                        seed=seed * 1000 + r * 100 + k * 10 + attempt,
+                    ),
+                )[0]
+                conversation.append({"role": "assistant", "content": reply})
+            cands.append(cand)
+        rnd = Round(r, prompt, cands)
+        valid = rnd.valid
+        if valid:
+            rnd.evaluator_prompt = evaluator_messages(task, req, valid)
+            rnd.evaluator_reply = evaluator.generate(
+                rnd.evaluator_prompt, Sampling(n=1, temperature=0.0, max_tokens=160, seed=seed)
+            )[0]
+            pick, rnd.choice_note = read_choice(rnd.evaluator_reply, len(valid))
+            rnd.choice = valid[pick].index
+            rnd.advice = advice = read_advice(rnd.evaluator_reply)
+            chosen = valid[pick].final.code
+            log(
+                f"round {r + 1}: {len(valid)} of {len(cands)} passed; evaluator picked candidate {rnd.choice + 1} ({rnd.choice_note})"
+            )
+        else:
+            advice = "none of the previous candidates passed the checks; the reasons were: " + "; ".join(
+                c.final.report["reason"] or "no code block" for c in cands
+            )
+            log(f"round {r + 1}: no candidate passed")
+        rnd.seconds = time.perf_counter() - start
+        history.append(rnd)
+    return QLLMResult(gamma, gamma_note, history, chosen)
+
+
+def _no_code_report() -> CheckReport:
+    from credo.qllm.checks import Check
+
+    return CheckReport(
+        checks=[Check("code block", False, "the reply holds no Python code defining tfcaf(agent_qs, state)")]
+    )
