@@ -1,12 +1,12 @@
 """Training throughput of credo's IPPO/MAPPO, and the overhead of dependence-graph credit.
 
-* ``jaxmarl``: IPPO on ``mpe:simple_spread`` at JaxMARL's ``ippo_ff_mpe`` setting:
+* ``jaxmarl-ippo``: IPPO on ``mpe:simple_spread`` at JaxMARL's ``ippo_ff_mpe`` setting:
   2048 env steps per update (JaxMARL: 16 envs x 128 steps; credo collects whole
   episodes, so 80 envs x 25 steps = 2000), 4 epochs of 4 minibatches, a 64-64 MLP
   actor and critic shared by the agents, no agent id, no value normalisation.
   JaxMARL's own IPPO ran at about 33k env steps/s on this 2-core machine (measured
   for the issue); the target is 1.5x.
-* ``jaxmarl-16``: the same with 16 envs of 25-step episodes (400 steps per update,
+* ``jaxmarl-ippo-16``: the same with 16 envs of 25-step episodes (400 steps per update,
   5x the updates per env step), for a like-for-like count of envs.
 * ``paper``: MAPPO and MAPPO-DG at the dependence-graph paper's settings (10 envs,
   hidden 128, 4 epochs, 1 minibatch) on LBF, to report DG's overhead as a ratio.
@@ -44,8 +44,9 @@ JAXMARL = dict(
 )
 CASES = [
     # (name, algo, env, settings)
-    ("jaxmarl", "ippo", "mpe:simple_spread", JAXMARL),
-    ("jaxmarl-16", "ippo", "mpe:simple_spread", {**JAXMARL, "n_envs": 16}),
+    # names unlike train_throughput's SETTINGS, whose value-learner fields measure() would merge in
+    ("jaxmarl-ippo", "ippo", "mpe:simple_spread", JAXMARL),
+    ("jaxmarl-ippo-16", "ippo", "mpe:simple_spread", {**JAXMARL, "n_envs": 16}),
     ("paper", "mappo", "lbf:Foraging-10x10-3p-3f-v3", {"log_interval": 20_000}),
     ("paper", "mappo-dg", "lbf:Foraging-10x10-3p-3f-v3", {"log_interval": 20_000}),
     ("paper", "mappo", "lbf:Foraging-8x8-2p-2f-coop-v3", {"log_interval": 20_000}),
@@ -81,7 +82,7 @@ def main() -> None:
     checks = [
         dict(
             what="IPPO, JaxMARL setting, 1 seed vs JaxMARL's IPPO (33k)",
-            ratio=rate("jaxmarl", "ippo", "mpe:simple_spread", 1) / JAXMARL_IPPO,
+            ratio=rate("jaxmarl-ippo", "ippo", "mpe:simple_spread", 1) / JAXMARL_IPPO,
             target=1.5,
         )
     ]
