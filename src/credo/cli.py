@@ -37,6 +37,9 @@ ALGORITHMS = {
     "mappo": "multi-agent PPO: a centralised critic on the global state (reward_mode=global|local)",
     "ippo-dg": "IPPO with dependence-graph credit over local rewards",
     "mappo-dg": "MAPPO with dependence-graph credit over local rewards",
+    "ricol": "an LLM policy fine-tuned on RICL's in-context credit (text envs: keydoor, babyai:<task>)",
+    "rwr": "an LLM policy fine-tuned by reward-weighted regression on whole episodes (text envs)",
+    "reflexion": "an LLM policy with trajectory-level lessons in its prompt, no training (text envs)",
 }
 
 
@@ -108,7 +111,10 @@ def cmd_train(args) -> int:
     from credo.config import load_config
     from credo.engine.rundir import RunDir
     from credo.engine.train import Trainer
+    from credo.ricl.ricol import RICOL_ALGOS
 
+    if (args.resume and load_run_config(args.resume).algo in RICOL_ALGOS) or (args.algo in RICOL_ALGOS):
+        return cmd_train_ricol(args)
     if args.resume:
         run_dir = RunDir(args.resume)
         cfg = load_run_config(run_dir.path)
@@ -139,6 +145,96 @@ def cmd_train(args) -> int:
         )
         summary = trainer.run(run_dir, progress=not args.no_progress)
     _print_summary(summary, run_dir.path)
+    return 0
+
+
+def cmd_train_ricol(args) -> int:
+    """``credo train ricol|rwr|reflexion ENV``: LLM policies on text envs (no JAX engine)."""
+    from credo.config import load_config
+    from credo.engine.rundir import RunDir
+    from credo.ricl.ricol import RICOLConfig, RICOLTrainer
+
+    if args.resume:
+        run_dir = RunDir(args.resume)
+        cfg = load_run_config(run_dir.path)
+        print(f"resuming {run_dir.path}")
+    else:
+        if not args.env:
+            raise ValueError(
+                f"credo train {args.algo} needs ENV: keydoor or babyai:<goto|pickup|pick_up_seq_go_to|open>."
+            )
+        if args.steps is not None:
+            raise ValueError(
+                f"{args.algo} counts iterations, not env steps: use --set iterations=N (and episodes_per_iteration=M)."
+            )
+        overrides = list(args.set) + ([f"seeds={args.seeds}"] if args.seeds is not None else [])
+        cfg = load_config(
+            RICOLConfig,
+            config_files(args.algo, args.env),
+            overrides,
+            base={"algo": args.algo, "env": args.env},
+        )
+        run_dir = RunDir.create(cfg, base=args.out, name=args.name)
+        print(
+            f"{cfg.algo} on {cfg.env}: {cfg.seeds} seed(s), {cfg.iterations} iterations of {cfg.episodes_per_iteration} episodes -> {run_dir.path}"
+        )
+    s = RICOLTrainer(cfg, run_dir.path).run()
+    ci = s["final_test_success_ci95"]
+    print(f"\n{s['algo']} on {s['env']}: {len(s['seeds'])} seed(s), run in {run_dir.path}")
+    print(f"  final test success per seed: {', '.join(f'{x:.0%}' for x in s['final_test_success'])}")
+    print(
+        f"  IQM {s['final_test_success_iqm']:.0%} (95% CI {ci[0]:.0%} .. {ci[1]:.0%}) after {s['env_steps_done']} env steps"
+    )
+    if s["seconds_per_iteration"]:
+        parts = ", ".join(f"{k} {v:.0f} s" for k, v in s["seconds_per_iteration_parts"].items())
+        print(f"  {s['seconds_per_iteration']:.0f} s per iteration ({parts}); feedback {s['feedback']}")
+    return 0
+
+
+def cmd_ricl_keydoor(args) -> int:
+    """RICL against Monte Carlo on the 1D Key-Door corridor (paper 003, Fig. 3.2 and A.8)."""
+    import datetime as dt
+
+    from credo.llm import make_llm
+    from credo.ricl.keydoor import KeyDoorSetup, run_experiment
+
+    out = Path(args.out or Path("runs") / f"ricl-keydoor-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    cache = False if args.no_cache else (args.cache or True)
+    policy = make_llm(
+        args.backend,
+        args.model,
+        args.base_url,
+        args.api_key_env,
+        cache_dir=cache,
+        log_path=out / "llm_log.jsonl",
+    )
+    if args.reflector_backend == args.backend and (args.reflector_model or args.model) == args.model:
+        reflector = policy  # one model for both roles, as in the paper's Key-Door experiment
+    else:
+        reflector = make_llm(
+            args.reflector_backend,
+            args.reflector_model,
+            args.base_url,
+            args.api_key_env,
+            cache_dir=cache,
+            log_path=out / "llm_log.jsonl",
+        )
+    setup = KeyDoorSetup(length=args.length, gamma=args.gamma, beta=args.beta)
+    run_experiment(
+        policy,
+        reflector,
+        out,
+        setup,
+        n_max=args.n_max,
+        ricl_ns=tuple(args.ns),
+        mc_ns=tuple(args.mc_ns),
+        trials=args.trials,
+        all_states=not args.start_states_only,
+        prefill=args.prefill,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+    )
+    print(f"results: {out}/ricl_keydoor.md, error_vs_trajectories.png, critical_states.png")
     return 0
 
 
@@ -486,6 +582,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", dest="env_set", action="append", default=[], metavar="KEY=VALUE", help="env keyword argument"
     )
     qc.set_defaults(func=cmd_qllm_check)
+    rc = sub.add_parser("ricl", help="RICL: LLM in-context credit assignment experiments")
+    rsub = rc.add_subparsers(dest="ricl_command", required=True)
+    rk = rsub.add_parser(
+        "keydoor", help="RICL vs Monte Carlo advantage estimates on the 1D Key-Door corridor"
+    )
+    rk.add_argument(
+        "--backend", choices=["local", "openai"], default="local", help="the policy LLM's backend"
+    )
+    rk.add_argument(
+        "--model", help="local: 'embedded' (default), a model directory or .gguf; openai: model name"
+    )
+    rk.add_argument("--reflector-backend", choices=["local", "openai"], default="local")
+    rk.add_argument("--reflector-model", help="default: the policy's model")
+    rk.add_argument("--base-url", help="OpenAI-compatible endpoint (default $CREDO_LLM_BASE_URL)")
+    rk.add_argument("--api-key-env", default="OPENAI_API_KEY")
+    rk.add_argument("--n-max", type=int, default=5, help="reflections drawn per state")
+    rk.add_argument("--ns", type=int, nargs="+", default=[1, 2, 3, 5], help="trajectory counts of RICL")
+    rk.add_argument(
+        "--mc-ns", type=int, nargs="+", default=[1, 3, 10, 30, 100, 300, 1000], help="of Monte Carlo"
+    )
+    rk.add_argument("--trials", type=int, default=8, help="trials per count (the paper: 8)")
+    rk.add_argument("--length", type=int, default=10)
+    rk.add_argument("--gamma", type=float, default=0.9)
+    rk.add_argument("--beta", type=float, default=0.05, help="temperature of pi_gt = pi_0 exp(A / beta)")
+    rk.add_argument(
+        "--start-states-only",
+        action="store_true",
+        help="reflect at rho_0's states only (no critical-state plot of the key-holding half)",
+    )
+    rk.add_argument(
+        "--prefill",
+        action="store_true",
+        help="start the reflector's reply with 'Verbal Feedback:' (small models)",
+    )
+    rk.add_argument("--max-tokens", type=int, default=128, help="tokens per reflection")
+    rk.add_argument("--seed", type=int, default=0)
+    rk.add_argument("--out", help="output directory (default runs/ricl-keydoor-TIME)")
+    rk.add_argument("--cache", help="response cache directory")
+    rk.add_argument("--no-cache", action="store_true")
+    rk.set_defaults(func=cmd_ricl_keydoor)
     r = sub.add_parser("rollout", help="random-policy rollout report of one env")
     r.add_argument("env", help="env key, e.g. lbf:Foraging-8x8-2p-3f-v3")
     r.add_argument("--envs", type=int, default=16, help="parallel env copies")

@@ -8,8 +8,12 @@ from credo.algos.ppo import PPO_ALGOS, PPOConfig, PPOLearner
 from credo.algos.value import ValueConfig, ValueLearner
 
 
-def config_class(algo: str) -> type[RunConfig]:
-    """The config dataclass of an algorithm: PPOConfig for the policy-gradient ones, else ValueConfig."""
+def config_class(algo: str) -> type:
+    """The config dataclass of an algorithm: PPOConfig (policy gradient), RICOLConfig (LLM policies), else ValueConfig."""
+    from credo.ricl.ricol import RICOL_ALGOS, RICOLConfig
+
+    if algo in RICOL_ALGOS:
+        return RICOLConfig
     return PPOConfig if algo in PPO_ALGOS else ValueConfig
 
 

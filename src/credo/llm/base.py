@@ -87,7 +87,12 @@ class LLM:
         return self.backend.model
 
     def generate(self, messages: list[Message], sampling: Sampling | None = None) -> list[str]:
-        """``sampling.n`` replies to ``messages``."""
+        """``sampling.n`` replies to ``messages``.
+
+        A final ``assistant`` message is a prefill that the reply continues (the
+        local backend; OpenAI-compatible servers differ: vLLM continues it, OpenAI
+        answers after it). The returned text excludes the prefill.
+        """
         sampling = sampling or Sampling()
         request = {"kind": "generate", "messages": messages, "sampling": asdict(sampling)}
         return self._ask(request, lambda: self.backend._generate(messages, sampling))

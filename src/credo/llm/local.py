@@ -97,10 +97,18 @@ class LocalBackend(Backend):
     # --- prompts ------------------------------------------------------------------
 
     def prompt_ids(self, messages: list[Message]) -> list[int]:
-        """Token ids of the chat up to the start of the assistant's reply."""
-        out = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        """Token ids of the chat up to the start of the assistant's reply.
+
+        A final assistant message is a prefill: the reply continues it.
+        """
+        prefill = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else None
+        chat = messages[:-1] if prefill is not None else messages
+        out = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
         ids = out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out
-        return list(ids[0] if ids and isinstance(ids[0], list) else ids)
+        ids = list(ids[0] if ids and isinstance(ids[0], list) else ids)
+        if prefill:
+            ids += self.tokenizer(prefill, add_special_tokens=False)["input_ids"]
+        return ids
 
     def continuation_ids(self, prompt: list[int], continuation: str) -> list[int]:
         """Ids of ``continuation`` as the model would see them after ``prompt``."""
@@ -142,7 +150,32 @@ class LocalBackend(Backend):
         import torch
 
         with torch.no_grad():
+            ids = self.single_token_ids(messages, continuations)
+            if ids is not None:  # one forward pass of the prompt (action letters)
+                return [float(x) for x in self.next_token_logprobs([messages], ids)[0]]
             return [float(x) for x in self.sequence_logprobs([messages], [list(continuations)])[0]]
+
+    def single_token_ids(self, messages: list[Message], continuations: list[str]) -> list[int] | None:
+        """Each continuation's token id if every one is a single token after the prompt, else None."""
+        prompt = self.prompt_ids(messages)
+        ids = [self.continuation_ids(prompt, c) for c in continuations]
+        return [i[0] for i in ids] if all(len(i) == 1 for i in ids) else None
+
+    def next_token_logprobs(self, chats: list[list[Message]], token_ids: list[int]):
+        """``[len(chats), len(token_ids)]`` torch tensor of the next-token log-probabilities, differentiable.
+
+        One left-padded forward pass over the chats; the policy of RICOL's fine-tuning.
+        """
+        import torch
+
+        prompts = [self.prompt_ids(c) for c in chats]
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # positions count from each prompt's first real token
+        logits = self.lm(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1].float()
+        return torch.log_softmax(logits, -1)[:, torch.tensor(token_ids, device=self.device)]
 
     def sequence_logprobs(self, chats: list[list[Message]], continuations: list[list[str]]):
         """``[len(chats), len(continuations[0])]`` torch tensor of ``log p(c | chat)``, differentiable.

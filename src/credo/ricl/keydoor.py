@@ -1,0 +1,314 @@
+"""RICL against Monte Carlo on the 1D Key-Door corridor (paper 003, Fig. 3.2 and appendix A.10).
+
+The LLM's policy ``pi_0`` is read once per state (the corridor's observation is a
+function of the state), which makes it a table, so the exact solver gives the
+ground-truth advantage ``A`` and ``pi_gt ∝ pi_0 exp(A / beta)``.
+
+* **Monte Carlo** with ``n`` trajectories: for every start state and action, ``n``
+  rollouts of ``pi_0`` after that action estimate ``Q``; ``A_hat = Q_hat - V_hat``.
+* **RICL** with ``n`` trajectories: from every start state, ``n`` rollouts of
+  ``pi_0``; the reflector reads each one in hindsight and writes feedback; the
+  policy asked again with that feedback is ``pi'_i``; eq. 3.3 averages them.
+
+Error of a method: ``E_{s ~ rho_0} KL(pi_method(.|s) || pi_gt(.|s))``, with
+``rho_0`` uniform over the positions without the key. RICL's reflections are the
+expensive part (one LLM generation each), so ``n_max`` of them are drawn per
+state once, and a trial with ``n`` trajectories takes ``n`` of them at random
+(without replacement). The critical score of a state is
+``KL(pi(.|s) || pi_0(.|s))`` for ``pi = pi_gt`` and ``pi = pi_RICL``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from credo.envs.text import keydoor as kd
+from credo.ricl.advantage import improved_policy, kl, mc_advantage, ricl_advantage
+from credo.ricl.prompts import Step, TextTask, keydoor_task
+from credo.ricl.reflect import FeedbackStats, LetterPolicy, reflect
+
+
+@dataclass
+class KeyDoorSetup:
+    length: int = 10
+    gamma: float = 0.9
+    beta: float = 0.05  # temperature of the improvement pi_0 exp(A / beta) that RICL is measured against
+    max_steps: int = 30  # rollout horizon
+
+
+def policy_table(policy: LetterPolicy, length: int) -> np.ndarray:
+    """``[n_states, 4]`` log pi_0 of the LLM at every state of the corridor."""
+    rows = [policy.log_probs(kd.describe(kd.state_of(i), length)) for i in range(kd.n_states(length))]
+    return np.stack(rows)
+
+
+def start_states(length: int) -> list[int]:
+    """rho_0: every position without the key."""
+    return [kd.state_index(p, False) for p in range(length)]
+
+
+def rollout(
+    setup: KeyDoorSetup, logp0: np.ndarray, state: int, rng, first_action: int | None = None
+) -> tuple[list[tuple[int, int, float]], float]:
+    """One episode of pi_0 from ``state`` (first action given or sampled): [(state, action, reward)], discounted return."""
+    pos, key = kd.state_of(state)
+    steps, ret = [], 0.0
+    p0 = np.exp(logp0)
+    for t in range(setup.max_steps):
+        s = kd.state_index(pos, key)
+        a = first_action if (t == 0 and first_action is not None) else int(rng.choice(4, p=p0[s]))
+        pos, key, r, done = kd.transition(setup.length, pos, key, a)
+        steps.append((s, a, r))
+        ret += setup.gamma**t * r
+        if done:
+            break
+    return steps, ret
+
+
+def mc_estimate(setup: KeyDoorSetup, logp0: np.ndarray, states: list[int], n: int, rng) -> np.ndarray:
+    """``[len(states), 4]`` Monte Carlo advantages from ``n`` rollouts per state-action pair."""
+    q = np.array(
+        [[np.mean([rollout(setup, logp0, s, rng, a)[1] for _ in range(n)]) for a in range(4)] for s in states]
+    )
+    return mc_advantage(q, logp0[states])
+
+
+@dataclass
+class Reflections:
+    """The in-context updated policies of RICL: ``logp[k, i]`` for state ``states[i]`` and reflection ``k``."""
+
+    states: list[int]
+    logp: np.ndarray  # [n_max, len(states), 4]
+    feedback: list[list[str | None]]  # [len(states)][n_max]
+    replies: list[list[str]]
+    stats: FeedbackStats = field(default_factory=FeedbackStats)
+    seconds: float = 0.0
+
+
+def _steps_text(setup: KeyDoorSetup, steps: list[tuple[int, int, float]]) -> list[Step]:
+    return [Step(kd.describe(kd.state_of(s), setup.length), a, r) for s, a, r in steps]
+
+
+def draw_reflections(
+    setup: KeyDoorSetup,
+    policy: LetterPolicy,
+    reflector,
+    logp0: np.ndarray,
+    states: list[int],
+    n_max: int,
+    rng,
+    task: TextTask | None = None,
+    max_tokens: int = 128,
+    log=lambda s: None,
+    prefill: bool = False,
+) -> Reflections:
+    """``n_max`` RICL updates per state: rollout of pi_0, reflection on step 0, the policy with the feedback."""
+    task = task or keydoor_task()
+    out = np.zeros((n_max, len(states), 4))
+    fbs, replies, stats = [], [], FeedbackStats()
+    start = time.perf_counter()
+    for i, s in enumerate(states):
+        row_fb, row_replies = [], []
+        for k in range(n_max):
+            steps = _steps_text(setup, rollout(setup, logp0, s, rng)[0])
+            feedback, reply = reflect(
+                reflector,
+                task,
+                steps,
+                0,
+                stats,
+                max_tokens=max_tokens,
+                seed=int(rng.integers(1 << 30)),
+                prefill=prefill,
+            )
+            obs = kd.describe(kd.state_of(s), setup.length)
+            out[k, i] = logp0[s] if feedback is None else policy.log_probs(obs, feedback)
+            row_fb.append(feedback)
+            row_replies.append(reply)
+        fbs.append(row_fb)
+        replies.append(row_replies)
+        log(
+            f"state {i + 1}/{len(states)} reflected ({stats.usable}/{stats.total} usable so far, {time.perf_counter() - start:.0f} s)"
+        )
+    return Reflections(states, out, fbs, replies, stats, time.perf_counter() - start)
+
+
+def error(logp0_states: np.ndarray, advantage: np.ndarray, gt_advantage: np.ndarray, beta: float) -> float:
+    """``E_s KL(pi_method || pi_gt)`` over the given states."""
+    return float(
+        kl(
+            improved_policy(logp0_states, advantage, beta), improved_policy(logp0_states, gt_advantage, beta)
+        ).mean()
+    )
+
+
+def ground_truth(setup: KeyDoorSetup, logp0: np.ndarray) -> np.ndarray:
+    """``[n_states, 4]`` exact advantages of pi_0."""
+    return kd.solve(setup.length, np.exp(logp0), setup.gamma).A
+
+
+def ricl_errors(
+    setup: KeyDoorSetup, logp0, refl: Reflections, ns: list[int], trials: int, rng
+) -> dict[int, list[float]]:
+    gt = ground_truth(setup, logp0)[refl.states]
+    out = {}
+    for n in ns:
+        errs = []
+        for _ in range(trials):
+            pick = rng.choice(refl.logp.shape[0], size=n, replace=False)
+            a = ricl_advantage(logp0[refl.states], refl.logp[pick], setup.beta)
+            errs.append(error(logp0[refl.states], a, gt, setup.beta))
+        out[n] = errs
+    return out
+
+
+def mc_errors(
+    setup: KeyDoorSetup, logp0, states: list[int], ns: list[int], trials: int, rng
+) -> dict[int, list[float]]:
+    gt = ground_truth(setup, logp0)[states]
+    return {
+        n: [
+            error(logp0[states], mc_estimate(setup, logp0, states, n, rng), gt, setup.beta)
+            for _ in range(trials)
+        ]
+        for n in ns
+    }
+
+
+def critical_scores(setup: KeyDoorSetup, logp0: np.ndarray, refl: Reflections) -> dict[str, list[float]]:
+    """``KL(pi || pi_0)`` per state of ``refl.states`` for the ground truth and RICL (all reflections)."""
+    s = refl.states
+    gt = improved_policy(logp0[s], ground_truth(setup, logp0)[s], setup.beta)
+    ricl = improved_policy(logp0[s], ricl_advantage(logp0[s], refl.logp, setup.beta), setup.beta)
+    return {"ground_truth": kl(gt, logp0[s]).tolist(), "ricl": kl(ricl, logp0[s]).tolist()}
+
+
+def optimal_path(length: int) -> list[int]:
+    """States along the solution: walk left to the key, pick it up, walk right to the door (x-axis of Fig. A.8)."""
+    return [kd.state_index(p, False) for p in range(length - 1, -1, -1)] + [
+        kd.state_index(p, True) for p in range(length)
+    ]
+
+
+def run_experiment(
+    policy_llm,
+    reflector_llm,
+    out_dir,
+    setup: KeyDoorSetup | None = None,
+    n_max: int = 5,
+    ricl_ns: tuple[int, ...] = (1, 2, 3, 5),
+    mc_ns: tuple[int, ...] = (1, 3, 10, 30, 100, 300, 1000),
+    trials: int = 8,
+    all_states: bool = True,
+    prefill: bool = False,
+    max_tokens: int = 128,
+    seed: int = 0,
+    log=print,
+) -> dict:
+    """Fig. 3.2 (error against trajectories) and Fig. A.8 (critical states); writes JSON, Markdown and plots."""
+    import json
+    from pathlib import Path
+
+    from credo.stats.plots import plot_learning_curves
+
+    setup = setup or KeyDoorSetup()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    task = keydoor_task()
+    policy = LetterPolicy(policy_llm, task)
+    t0 = time.perf_counter()
+    logp0 = policy_table(policy, setup.length)
+    table_s = time.perf_counter() - t0
+    rho0 = start_states(setup.length)
+    states = optimal_path(setup.length) if all_states else rho0
+    log(
+        f"pi_0 read at {len(logp0)} states in {table_s:.1f} s; reflecting {n_max} times at {len(states)} states"
+    )
+
+    refl = draw_reflections(
+        setup, policy, reflector_llm, logp0, states, n_max, rng, task, max_tokens, log, prefill
+    )
+    on_rho0 = [states.index(s) for s in rho0]
+    sub = Reflections(
+        rho0, refl.logp[:, on_rho0], [refl.feedback[i] for i in on_rho0], [refl.replies[i] for i in on_rho0]
+    )
+    ns = [n for n in ricl_ns if n <= n_max]
+    ricl = ricl_errors(setup, logp0, sub, ns, trials, rng)
+    mc = mc_errors(setup, logp0, rho0, list(mc_ns), trials, rng)
+    base = error(logp0[rho0], np.zeros((len(rho0), 4)), ground_truth(setup, logp0)[rho0], setup.beta)
+    crit = critical_scores(setup, logp0, refl)
+    doc = {
+        "experiment": "ricl_keydoor",
+        "policy_model": policy_llm.model,
+        "reflector_model": reflector_llm.model,
+        "setup": setup.__dict__,
+        "n_max": n_max,
+        "trials": trials,
+        "prefill": prefill,
+        "reflector_max_tokens": max_tokens,
+        "pi0": np.exp(logp0).tolist(),
+        "ground_truth_advantage": ground_truth(setup, logp0).tolist(),
+        "error_no_update": base,
+        "ricl_error": {str(n): v for n, v in ricl.items()},
+        "mc_error": {str(n): v for n, v in mc.items()},
+        "critical_states": [kd.state_of(s) for s in states],
+        "critical_scores": crit,
+        "feedback": refl.stats.to_dict(),
+        "feedback_texts": refl.feedback,
+        "reflector_replies": refl.replies,
+        "seconds_policy_table": table_s,
+        "seconds_reflections": refl.seconds,
+        "seconds_per_reflection": refl.seconds / max(1, n_max * len(states)),
+    }
+    (out / "ricl_keydoor.json").write_text(json.dumps(doc, indent=1) + "\n")
+    curves = {
+        "Monte Carlo": (np.array(mc_ns, float), np.array([mc[n] for n in mc_ns]).T),
+        "RICL": (np.array(ns, float), np.array([ricl[n] for n in ns]).T),
+    }
+    plot_learning_curves(
+        curves,
+        out / "error_vs_trajectories.png",
+        xlabel="trajectories n",
+        ylabel="E KL(pi_method || pi_gt)",
+        title=f"1D Key-Door, {policy_llm.model}",
+    )
+    _plot_critical(crit, states, out / "critical_states.png")
+    lines = [
+        f"RICL vs Monte Carlo on 1D Key-Door (length {setup.length}, gamma {setup.gamma}, beta {setup.beta}); "
+        f"policy {policy_llm.model}, reflector {reflector_llm.model}",
+        f"error of pi_0 itself (no update): {base:.4f}",
+        "| method | n | mean error | std |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| RICL | {n} | {np.mean(v):.4f} | {np.std(v):.4f} |" for n, v in ricl.items()]
+    lines += [f"| Monte Carlo | {n} | {np.mean(v):.4f} | {np.std(v):.4f} |" for n, v in mc.items()]
+    lines.append(
+        f"feedback: {refl.stats.to_dict()} ({refl.seconds / max(1, n_max * len(states)):.1f} s per reflection)"
+    )
+    (out / "ricl_keydoor.md").write_text("\n".join(lines) + "\n")
+    log("\n".join(lines))
+    return doc
+
+
+def _plot_critical(crit: dict, states: list[int], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for name, v in crit.items():
+        v = np.asarray(v)
+        ax.plot(v / (v.max() or 1.0), marker="o", label=name.replace("_", " "))
+    labels = [f"{p}{'K' if k else ''}" for p, k in (kd.state_of(s) for s in states)]
+    ax.set_xticks(range(len(states)), labels, fontsize=7)
+    ax.set_xlabel("state along the solution (position, K = holding the key)")
+    ax.set_ylabel("critical score (normalised)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,517 @@
+"""RICOL (paper 003, section 3.5) and its LLM baselines, RWR and Reflexion, on the text envs.
+
+One iteration of ``ricol``:
+
+1. **collect** ``episodes_per_iteration`` episodes with the LLM policy ``pi_k``
+   (a distribution over action letters, sampled);
+2. **RICL**: for every step, the reflector reads the rest of the episode and
+   writes feedback; ``pi'(.|s_t)`` is the policy asked again with that feedback
+   (unusable feedback: ``pi' = pi_k``, counted);
+3. **improve**: fine-tune the policy's weights (all of them, or LoRA adapters)
+   to minimise ``KL(target || pi_theta)`` over the batch's states, with the
+   trust-region target of eq. 3.5,
+   ``target ∝ exp((1 - alpha) log pi_k + alpha log pi')``.
+
+``rwr`` skips the reflections and maximises ``sum_t R(tau) log pi_theta(a_t|s_t)``
+(the episode's return as the weight of every step). ``reflexion`` does not
+train: after each episode the reflector writes one lesson about the whole
+episode, and the last ``memory`` lessons go into the policy's prompt.
+
+``feedback=oracle`` replaces the reflector by the paper's hand-crafted feedback
+of controlled accuracy (Fig. 3.6): "In the previous attempt, I chose action X.
+This time, I will maintain/change the selected action.", right with probability
+``feedback_accuracy`` against the expert's action (the exact solver on Key-Door,
+minigrid's BabyAI bot on BabyAI).
+
+Runs write the usual run directory: ``config.yaml``, ``metrics/seed_i.jsonl``
+(one row per iteration), ``checkpoints/seed_i/`` (the fine-tuned weights or
+adapters and the trainer state, replaced atomically), ``llm/`` (the reflector's
+cache and log), ``learning_curve.png`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from credo.llm.base import LLM
+from credo.ricl.advantage import trust_region_target
+from credo.ricl.prompts import Step, TextTask, task_for
+from credo.ricl.reflect import FeedbackStats, LetterPolicy, parse_feedback, reflect
+
+RICOL_ALGOS = ("ricol", "rwr", "reflexion")
+
+
+@dataclass(frozen=True)
+class RICOLConfig:
+    """Settings of a RICOL / RWR / Reflexion run with an LLM policy on a text env."""
+
+    algo: str = "ricol"  # ricol, rwr or reflexion
+    env: str = "babyai:goto"  # keydoor or babyai:<goto|pickup|pick_up_seq_go_to|open>
+    model: str = (
+        "embedded"  # the policy LLM (local): embedded SmolLM2-135M, a model directory or a .gguf file
+    )
+    reflector_backend: str = "local"  # local (a frozen copy of `reflector_model`) or openai
+    reflector_model: str | None = None  # null: the policy's model
+    reflector_base_url: str | None = None  # OpenAI-compatible endpoint of the reflector
+    feedback: str = "llm"  # llm (the reflector) or oracle (hand-crafted, of feedback_accuracy)
+    feedback_accuracy: float = 1.0  # oracle feedback: probability that its maintain/change label is right
+    iterations: int = 4  # collect -> RICL -> improve rounds
+    episodes_per_iteration: int = 4  # episodes collected per iteration
+    alpha: float = 0.5  # trust region of eq. 3.5: 0 keeps pi_k, 1 moves to pi'
+    lr: float = 1e-5  # Adam learning rate of the fine-tuning
+    epochs: int = 2  # passes over an iteration's states
+    batch_size: int = 8  # states per gradient step
+    finetune: str = "full"  # full (every weight) or lora (peft adapters)
+    lora_r: int = 8  # LoRA rank
+    reflector_max_tokens: int = 128  # tokens per reflection
+    reflector_prefill: bool = False  # start the reflector's reply with "Verbal Feedback:" (for small models)
+    memory: int = 3  # reflexion: lessons kept in the prompt
+    test_episodes: int = 8  # evaluation episodes after every iteration (sampled actions)
+    max_steps: int | None = None  # episode limit (null: the task's: 16 goto/pickup, 32 others, 30 keydoor)
+    seeds: int = 1  # runs, one after another
+    seed: int = 0  # seed of the first run
+
+
+# --- the env, seen as text ------------------------------------------------------------------
+
+
+class TextEpisodeEnv:
+    """Key-Door or BabyAI behind one interface: text observation, mission, expert action."""
+
+    def __init__(self, name: str, max_steps: int | None = None):
+        from credo.envs.text import make_text_env
+
+        self.name = name
+        self.env = make_text_env(name, **({"max_steps": max_steps} if max_steps else {}))
+        self.keydoor = name == "keydoor"
+
+    def reset(self, seed: int) -> tuple[str, str]:
+        obs, _ = self.env.reset(seed=seed)
+        return self._text(obs), obs.get("mission", "")
+
+    def step(self, action: int) -> tuple[str, float, bool, bool]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._text(obs), float(reward), bool(terminated or truncated), bool(info.get("success"))
+
+    def _text(self, obs: dict) -> str:
+        text = obs["text"]
+        if not self.keydoor and text.startswith("Your goal:"):  # the mission is in the system prompt
+            text = text.split("\n", 1)[1] if "\n" in text else ""
+        return text
+
+    def expert_action(self) -> int:
+        if self.keydoor:
+            from credo.envs.text import keydoor as kd
+
+            pos, key = self.env.unwrapped.state
+            if not key:
+                return kd.PICK_UP if pos == kd.KEY_CELL else kd.MOVE_LEFT
+            return kd.UNLOCK if pos == self.env.unwrapped.length - 1 else kd.MOVE_RIGHT
+        from minigrid.utils.baby_ai_bot import BabyAIBot
+
+        if getattr(self, "_bot_env", None) is not self.env.unwrapped:  # a bot per episode
+            self._bot, self._bot_env = BabyAIBot(self.env.unwrapped), self.env.unwrapped
+        return int(self._bot.replan())
+
+
+@dataclass
+class Episode:
+    steps: list[Step]
+    logp: np.ndarray  # [T, A] pi_k at each step
+    mission: str
+    success: bool
+    expert: list[int | None]
+
+    @property
+    def ret(self) -> float:
+        return float(sum(s.reward for s in self.steps))
+
+
+def run_episode(
+    env: TextEpisodeEnv, policy: LetterPolicy, rng, seed: int, memory: str | None = None, expert: bool = False
+) -> Episode:
+    obs, mission = env.reset(seed)
+    steps, logps, experts, done, success = [], [], [], False, False
+    if expert and env.name.startswith("babyai"):
+        env._bot_env = None  # a new episode: a new bot
+    while not done:
+        logp = policy.log_probs(obs, feedback=memory, mission=mission)
+        a = int(rng.choice(len(logp), p=np.exp(logp)))
+        experts.append(env.expert_action() if expert else None)
+        nxt, r, done, success = env.step(a)
+        steps.append(Step(obs, a, r))
+        logps.append(logp)
+        obs = nxt
+    return Episode(steps, np.stack(logps), mission, success, experts)
+
+
+def oracle_feedback(task: TextTask, action: int, expert: int, accuracy: float, rng) -> str:
+    """The paper's hand-crafted feedback (Fig. 3.6): keep or change the action, right with ``accuracy``."""
+    right = action == expert
+    if rng.random() > accuracy:
+        right = not right
+    verb = "maintain" if right else "change"
+    return f"In the previous attempt, I chose action {task.letters[action]}. This time, I will {verb} the selected action."
+
+
+# --- the trainer ------------------------------------------------------------------------------
+
+
+class RICOLTrainer:
+    def __init__(self, cfg: RICOLConfig, run_dir: Path, log=print):
+        if cfg.algo not in RICOL_ALGOS:
+            raise ValueError(f"RICOLTrainer runs {', '.join(RICOL_ALGOS)}, not {cfg.algo!r}")
+        if cfg.finetune not in ("full", "lora"):
+            raise ValueError(f"finetune must be full or lora, got {cfg.finetune!r}")
+        if cfg.feedback not in ("llm", "oracle"):
+            raise ValueError(f"feedback must be llm or oracle, got {cfg.feedback!r}")
+        if not 0.0 <= cfg.alpha <= 1.0 or not 0.0 <= cfg.feedback_accuracy <= 1.0:
+            raise ValueError("alpha and feedback_accuracy must lie in [0, 1]")
+        self.cfg, self.run_dir, self.log = cfg, Path(run_dir), log
+        self.task = task_for(cfg.env)
+        self.reflector = None
+
+    # --- models ---
+
+    def _policy(self, seed_index: int):
+        """The trainable policy LLM (no response cache: its weights change), from the checkpoint if any."""
+        from credo.llm.local import LocalBackend
+
+        weights = self._ckpt(seed_index) / "weights"
+        lora = self.cfg.finetune == "lora" and self.cfg.algo != "reflexion"
+        backend = LocalBackend(self.cfg.model)
+        if not lora and (weights / "model.safetensors").exists():
+            from safetensors.torch import load_model
+
+            load_model(backend.lm, weights / "model.safetensors")
+        if lora:
+            from peft import LoraConfig, PeftModel, get_peft_model
+
+            if (weights / "adapter_config.json").exists():
+                backend.lm = PeftModel.from_pretrained(backend.lm, weights, is_trainable=True)
+            else:
+                r = self.cfg.lora_r
+                backend.lm = get_peft_model(
+                    backend.lm, LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"])
+                )
+        return backend
+
+    def _reflector(self) -> LLM:
+        if self.reflector is None:
+            from credo.llm import make_llm
+
+            cfg = self.cfg
+            model = cfg.reflector_model or (cfg.model if cfg.reflector_backend == "local" else None)
+            llm_dir = self.run_dir / "llm"
+            self.reflector = make_llm(
+                cfg.reflector_backend,
+                model,
+                base_url=cfg.reflector_base_url,
+                cache_dir=llm_dir / "cache",
+                log_path=llm_dir / "reflector_log.jsonl",
+            )
+        return self.reflector
+
+    # --- checkpoints ---
+
+    def _ckpt(self, i: int) -> Path:
+        return self.run_dir / "checkpoints" / f"seed_{i}"
+
+    def _save(self, i: int, backend, state: dict) -> None:
+        """Weights (or adapters) and trainer state into a fresh directory, then swapped in by rename."""
+        final = self._ckpt(i)
+        tmp = final.with_name(final.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / "weights").mkdir(parents=True)
+        if self.cfg.algo == "reflexion":
+            pass  # nothing trained: the lessons are in the state
+        elif self.cfg.finetune == "lora":
+            backend.lm.save_pretrained(tmp / "weights")  # the adapters only
+        else:
+            from safetensors.torch import save_model  # handles the tied embedding and output weights
+
+            save_model(backend.lm, str(tmp / "weights" / "model.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(state))
+        old = final.with_name(final.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _load_state(self, i: int) -> dict | None:
+        path = self._ckpt(i) / "state.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    # --- one seed ---
+
+    def run_seed(self, i: int) -> dict:
+        import torch
+
+        cfg = self.cfg
+        seed = cfg.seed + i
+        state = self._load_state(i) or {"iteration": 0, "env_steps": 0, "memory": [], "rng": None}
+        torch.manual_seed(seed * 7919 + state["iteration"])
+        rng = np.random.default_rng(seed)
+        if state["rng"] is not None:
+            rng.bit_generator.state = state["rng"]
+        backend = self._policy(i)
+        llm = LLM(backend)  # no cache: the weights change
+        policy = LetterPolicy(llm, self.task)
+        env = TextEpisodeEnv(cfg.env, cfg.max_steps)
+        letter_ids = backend.single_token_ids(self.task.policy_messages("x"), self.task.letters)
+        if letter_ids is None:
+            raise ValueError(
+                f"the action letters {self.task.letters} are not single tokens for {backend.model}"
+            )
+        opt = torch.optim.Adam([p for p in backend.lm.parameters() if p.requires_grad], lr=cfg.lr)
+        metrics_path = self.run_dir / "metrics" / f"seed_{i}.jsonl"
+        if state["iteration"] == 0 and metrics_path.exists():
+            metrics_path.unlink()  # a restart from scratch
+        if state["iteration"] == 0:
+            self._append(metrics_path, self._evaluate(env, policy, rng, seed, state, iteration=0))
+        while state["iteration"] < cfg.iterations:
+            k = state["iteration"]
+            row = self._iteration(k, env, policy, backend, letter_ids, opt, rng, seed, state)
+            state["iteration"] += 1
+            row.update(self._evaluate(env, policy, rng, seed, state, iteration=k + 1))
+            state["rng"] = rng.bit_generator.state
+            self._append(metrics_path, row)
+            self._save(i, backend, state)
+            self.log(
+                f"seed {i} iteration {k + 1}/{cfg.iterations}: {row['env_steps']} env steps, train success "
+                f"{row['train_success']:.0%}, test success {row['test_success']:.0%}"
+                + (
+                    f", KL to target {row['kl_before']:.4f} -> {row['kl_after']:.4f}"
+                    if "kl_before" in row
+                    else ""
+                )
+                + f" ({row['seconds']:.0f} s)"
+            )
+        return state
+
+    def _append(self, path: Path, row: dict) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def _evaluate(self, env, policy, rng, seed, state, iteration) -> dict:
+        t0 = time.perf_counter()
+        memory = " ".join(state["memory"]) or None
+        eps = [
+            run_episode(env, policy, rng, seed=10**6 + seed * 10**4 + j, memory=memory)
+            for j in range(self.cfg.test_episodes)
+        ]
+        return {
+            "iteration": iteration,
+            "env_steps": state["env_steps"],
+            "test_success": float(np.mean([e.success for e in eps])),
+            "test_return": float(np.mean([e.ret for e in eps])),
+            "seconds_eval": time.perf_counter() - t0,
+        }
+
+    def _iteration(self, k, env, policy, backend, letter_ids, opt, rng, seed, state) -> dict:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        memory = " ".join(state["memory"]) or None
+        oracle = cfg.feedback == "oracle"
+        episodes = [
+            run_episode(env, policy, rng, seed=seed * 10**5 + k * 100 + j, memory=memory, expert=oracle)
+            for j in range(cfg.episodes_per_iteration)
+        ]
+        state["env_steps"] += sum(len(e.steps) for e in episodes)
+        t_collect = time.perf_counter() - t0
+        stats = FeedbackStats()
+        row = {
+            "train_success": float(np.mean([e.success for e in episodes])),
+            "train_return": float(np.mean([e.ret for e in episodes])),
+            "seconds_collect": t_collect,
+        }
+        t1 = time.perf_counter()
+        if cfg.algo == "reflexion":
+            for e in episodes:
+                lesson = self._lesson(e, stats, seed=int(rng.integers(1 << 30)))
+                if lesson:
+                    state["memory"] = (state["memory"] + [lesson])[-cfg.memory :]
+            row.update(seconds_reflect=time.perf_counter() - t1, seconds_update=0.0, feedback=stats.to_dict())
+            row["seconds"] = time.perf_counter() - t0
+            return row
+        chats, targets, weights = [], [], []
+        for e in episodes:
+            for t, step in enumerate(e.steps):
+                chats.append(self.task.policy_messages(step.obs, feedback=memory, mission=e.mission))
+                if cfg.algo == "rwr":
+                    targets.append(np.eye(len(self.task.letters))[step.action])
+                    weights.append(e.ret)
+                    continue
+                if oracle:
+                    fb = oracle_feedback(self.task, step.action, e.expert[t], cfg.feedback_accuracy, rng)
+                    stats.add("ok")
+                else:
+                    fb, _ = reflect(
+                        self._reflector(),
+                        self.task,
+                        e.steps,
+                        t,
+                        stats,
+                        mission=e.mission,
+                        max_tokens=cfg.reflector_max_tokens,
+                        seed=int(rng.integers(1 << 30)),
+                        prefill=cfg.reflector_prefill,
+                    )
+                logp_prime = (
+                    e.logp[t] if fb is None else policy.log_probs(step.obs, feedback=fb, mission=e.mission)
+                )
+                targets.append(np.exp(trust_region_target(e.logp[t], logp_prime, cfg.alpha)))
+                weights.append(1.0)
+        t_reflect = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        kl_before, kl_after = self._improve(
+            backend, letter_ids, opt, chats, np.array(targets), np.array(weights), rng
+        )
+        row.update(
+            seconds_reflect=t_reflect,
+            seconds_update=time.perf_counter() - t2,
+            feedback=stats.to_dict(),
+            kl_before=kl_before,
+            kl_after=kl_after,
+            states=len(chats),
+        )
+        row["seconds"] = time.perf_counter() - t0
+        return row
+
+    def _lesson(self, e: Episode, stats: FeedbackStats, seed: int) -> str | None:
+        from credo.llm.base import Sampling
+
+        lines = [
+            f"step {t}: {s.obs} -> {self.task.describe_action(s.action)}, reward {s.reward:g}"
+            for t, s in enumerate(e.steps)
+        ]
+        messages = [
+            {
+                "role": "system",
+                "content": self.task.system.format(mission=e.mission, actions=self.task.action_list()),
+            },
+            {
+                "role": "user",
+                "content": "Here is an attempt at the task:\n"
+                + "\n".join(lines)
+                + f"\nIt {'succeeded' if e.success else 'failed'}. "
+                "Reflect on it and give one lesson for the next attempt, in the format:\nFeedback: [your lesson]",
+            },
+        ]
+        reply = self._reflector().generate(
+            messages, Sampling(n=1, temperature=0.7, max_tokens=self.cfg.reflector_max_tokens, seed=seed)
+        )[0]
+        lesson, status = parse_feedback(reply)
+        stats.add(status)
+        return lesson
+
+    def _improve(self, backend, letter_ids, opt, chats, targets, weights, rng) -> tuple[float, float]:
+        """Minimises ``sum_t w_t KL(target_t || pi_theta(.|s_t))`` (RICOL) or the weighted NLL (RWR, one-hot targets).
+
+        Returns the mean KL(target || pi) over the batch before and after.
+        """
+        import torch
+
+        cfg = self.cfg
+        if weights.sum() <= 0:  # RWR with no reward in the batch: nothing to imitate
+            return float("nan"), float("nan")
+        w = torch.tensor(weights / weights.mean(), dtype=torch.float32)
+        q = torch.tensor(targets, dtype=torch.float32)
+
+        def batch_logp(idx):
+            logp = backend.next_token_logprobs([chats[j] for j in idx], letter_ids)
+            return logp - torch.logsumexp(logp, -1, keepdim=True)  # over the letters
+
+        def mean_kl():
+            with torch.no_grad():
+                logp = torch.cat(
+                    [
+                        batch_logp(range(s, min(s + cfg.batch_size, len(chats))))
+                        for s in range(0, len(chats), cfg.batch_size)
+                    ]
+                )
+            lq = torch.log(q.clamp_min(1e-12))
+            return float((q * (lq - logp)).sum(-1).mul(w).mean())
+
+        before = mean_kl()
+        if before < 1e-8:  # every target is pi_k (no usable feedback): nothing to learn, and Adam would
+            return before, before  # turn the zero gradients into full-size steps of noise
+        backend.lm.train()
+        for _ in range(cfg.epochs):
+            order = rng.permutation(len(chats))
+            for s in range(0, len(order), cfg.batch_size):
+                idx = order[s : s + cfg.batch_size]
+                logp = batch_logp(idx)
+                loss = (
+                    -(q[idx] * logp).sum(-1).mul(w[idx]).mean()
+                )  # cross-entropy = KL + the target's entropy
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(backend.lm.parameters(), 1.0)
+                opt.step()
+        backend.lm.eval()
+        return before, mean_kl()
+
+    # --- the whole run ---
+
+    def run(self) -> dict:
+        for i in range(self.cfg.seeds):
+            self.run_seed(i)
+        return self.finish()
+
+    def finish(self) -> dict:
+        from credo import stats
+
+        cfg = self.cfg
+        rows = [
+            [json.loads(x) for x in (self.run_dir / "metrics" / f"seed_{i}.jsonl").read_text().splitlines()]
+            for i in range(cfg.seeds)
+        ]
+        final = [r[-1]["test_success"] for r in rows]
+        agg = stats.aggregate_summary(final)
+        its = [x for r in rows for x in r if "seconds" in x]
+        summary = {
+            "algo": cfg.algo,
+            "env": cfg.env,
+            "seeds": list(range(cfg.seed, cfg.seed + cfg.seeds)),
+            "iterations": cfg.iterations,
+            "final_test_success": final,
+            "final_test_success_iqm": agg["iqm"],
+            "final_test_success_ci95": agg["iqm_ci95"],
+            "env_steps_done": [r[-1]["env_steps"] for r in rows],
+            "seconds_per_iteration": float(np.mean([x["seconds"] for x in its])) if its else None,
+            "seconds_per_iteration_parts": {
+                part: float(np.mean([x.get(f"seconds_{part}", 0.0) for x in its]))
+                for part in ("collect", "reflect", "update")
+            }
+            if its
+            else None,
+            "feedback": _sum_counts([x.get("feedback", {}) for x in its]),
+        }
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        n = min(len(r) for r in rows)
+        steps = np.array([[r[j]["env_steps"] for r in rows] for j in range(n)], float).mean(1)
+        succ = np.array([[r[j]["test_success"] for j in range(n)] for r in rows], float)
+        stats.plot_learning_curves(
+            {cfg.algo: (steps, succ)},
+            self.run_dir / "learning_curve.png",
+            ylabel="test success rate",
+            title=f"{cfg.algo} on {cfg.env}",
+        )
+        return summary
+
+
+def _sum_counts(dicts: list[dict]) -> dict:
+    out: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out

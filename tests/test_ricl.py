@@ -1,0 +1,326 @@
+"""RICL and RICOL: the advantage algebra, the trust-region target, feedback parsing, the Key-Door pipeline, RICOL's loop."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from credo.envs.text import keydoor as kd
+from credo.llm.base import LLM, Backend
+from credo.ricl.advantage import (
+    entropy,
+    improved_policy,
+    kl,
+    log_partition,
+    mc_advantage,
+    ricl_advantage,
+    trust_region_target,
+)
+from credo.ricl.prompts import FEEDBACK_INTRO, keydoor_task
+from credo.ricl.reflect import FeedbackStats, LetterPolicy, parse_feedback
+
+
+def _random_logp(rng, shape):
+    x = rng.normal(size=shape) * 1.5
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+@pytest.mark.parametrize("soft", [True, False])
+def test_ricl_advantage_recovers_a_known_advantage(soft):
+    """pi' = pi_0 exp(A / beta) / Z with A of the right mean under pi_0: eq. 3.3 gives A back exactly."""
+    rng = np.random.default_rng(0)
+    beta = 0.3
+    logp0 = _random_logp(rng, (5, 4))
+    a = rng.normal(size=(5, 4))
+    p0 = np.exp(logp0)
+    a -= (p0 * a).sum(-1, keepdims=True)  # mean zero under pi_0
+    if soft:
+        a -= beta * entropy(logp0)[:, None]  # E_pi0[A] = -beta H(pi_0) (eq. A.21)
+    logp1 = improved_policy(logp0, a, beta)
+    np.testing.assert_allclose(ricl_advantage(logp0, logp1[None], beta, soft=soft), a, atol=1e-10)
+    # and the mean over n updated policies is the mean of their advantages
+    a2 = a + rng.normal(size=(5, 4)) * 0.1
+    a2 -= (p0 * a2).sum(-1, keepdims=True) + (beta * entropy(logp0)[:, None] if soft else 0)
+    both = np.stack([logp1, improved_policy(logp0, a2, beta)])
+    np.testing.assert_allclose(ricl_advantage(logp0, both, beta, soft=soft), (a + a2) / 2, atol=1e-10)
+
+
+def test_log_partition_and_no_update():
+    rng = np.random.default_rng(1)
+    logp0 = _random_logp(rng, (3, 6))
+    np.testing.assert_allclose(log_partition(logp0, logp0, soft=False), 0.0, atol=1e-12)
+    np.testing.assert_allclose(log_partition(logp0, logp0, soft=True), -entropy(logp0), atol=1e-12)
+    np.testing.assert_allclose(ricl_advantage(logp0, logp0[None], 1.0, soft=False), 0.0, atol=1e-12)
+
+
+def test_improved_policy_is_independent_of_the_advantage_constant():
+    rng = np.random.default_rng(2)
+    logp0, a = _random_logp(rng, (4, 5)), rng.normal(size=(4, 5))
+    np.testing.assert_allclose(
+        improved_policy(logp0, a, 0.2), improved_policy(logp0, a + 3.0, 0.2), atol=1e-12
+    )
+
+
+def test_trust_region_target_interpolates_between_the_two_policies():
+    rng = np.random.default_rng(3)
+    logk, logp = _random_logp(rng, (4, 6)), _random_logp(rng, (4, 6))
+    np.testing.assert_allclose(trust_region_target(logk, logp, 0.0), logk, atol=1e-12)
+    np.testing.assert_allclose(trust_region_target(logk, logp, 1.0), logp, atol=1e-12)
+    mid = trust_region_target(logk, logp, 0.5)
+    np.testing.assert_allclose(np.exp(mid).sum(-1), 1.0, atol=1e-12)
+    # the target moves monotonically away from pi_k as alpha grows
+    d = [kl(trust_region_target(logk, logp, a), logk).mean() for a in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert all(x < y for x, y in zip(d, d[1:]))
+
+
+def test_mc_advantage_has_mean_zero_under_pi0():
+    rng = np.random.default_rng(4)
+    logp0, q = _random_logp(rng, (3, 4)), rng.normal(size=(3, 4))
+    a = mc_advantage(q, logp0)
+    np.testing.assert_allclose((np.exp(logp0) * a).sum(-1), 0.0, atol=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=2000))
+def test_parse_feedback_never_raises(text):
+    fb, status = parse_feedback(text)
+    assert status in ("ok", "empty", "no feedback line", "too long", "not English")
+    assert (fb is None) == (status != "ok")
+
+
+@pytest.mark.parametrize(
+    "reply, status",
+    [
+        ("analysis...\nVerbal Feedback: Move left to the key first.", "ok"),
+        ("Conclusion: no.\nFeedback: pick up the key when you stand on it", "ok"),
+        ("I think the agent should move left.", "no feedback line"),
+        ("Verbal Feedback:   ", "empty"),
+        ("", "empty"),
+        ("Feedback: " + "go left " * 200, "too long"),
+        ("Feedback: 向左移动去拿钥匙，然后向右走开门。", "not English"),
+    ],
+)
+def test_bad_feedback_falls_back_and_is_counted(reply, status):
+    fb, got = parse_feedback(reply)
+    assert got == status
+    stats = FeedbackStats()
+    stats.add(got)
+    assert stats.total == 1 and stats.usable == (status == "ok")
+
+
+# --- the Key-Door pipeline with scripted LLMs ----------------------------------------------
+
+
+class GroundTruthLLM(Backend):
+    """A policy that is pi_0 without feedback and pi_gt with any feedback; a reflector that always answers."""
+
+    name, model = "scripted", "gt"
+
+    def __init__(self, logp0, logp_gt, length):
+        self.logp0, self.logp_gt, self.length = logp0, logp_gt, length
+        self.reflections = 0
+
+    def _state(self, text):
+        for i in range(kd.n_states(self.length)):
+            if kd.describe(kd.state_of(i), self.length) in text:
+                return i
+        raise AssertionError(text)
+
+    def _logprobs(self, messages, continuations):
+        text = messages[-1]["content"]
+        table = self.logp_gt if FEEDBACK_INTRO in text else self.logp0
+        return list(table[self._state(text)])
+
+    def _generate(self, messages, sampling):
+        self.reflections += 1
+        return ["Verbal Feedback: do what the ground truth says."] * sampling.n
+
+
+def _scripted_setup():
+    from credo.ricl.keydoor import KeyDoorSetup, ground_truth
+
+    setup = KeyDoorSetup(length=4, gamma=0.9, beta=0.1, max_steps=12)
+    rng = np.random.default_rng(0)
+    logp0 = _random_logp(rng, (kd.n_states(4), 4))
+    gt = ground_truth(setup, logp0)
+    return setup, logp0, improved_policy(logp0, gt, setup.beta)
+
+
+def test_ricl_with_a_perfect_in_context_update_has_zero_error_and_monte_carlo_converges():
+    from credo.ricl.keydoor import draw_reflections, mc_errors, policy_table, ricl_errors, start_states
+
+    setup, logp0, logp_gt = _scripted_setup()
+    backend = GroundTruthLLM(logp0, logp_gt, setup.length)
+    policy = LetterPolicy(LLM(backend), keydoor_task())
+    np.testing.assert_allclose(policy_table(policy, setup.length), logp0, atol=1e-9)
+    rng = np.random.default_rng(1)
+    states = start_states(setup.length)
+    refl = draw_reflections(setup, policy, LLM(backend), logp0, states, 2, rng)
+    assert refl.stats.usable == 2 * len(states) and backend.reflections == 2 * len(states)
+    errs = ricl_errors(setup, logp0, refl, [1, 2], 3, rng)
+    assert max(max(v) for v in errs.values()) < 1e-9
+    mc = mc_errors(setup, logp0, states, [1, 300], 2, rng)
+    assert np.mean(mc[300]) < 0.2 * np.mean(mc[1])
+
+
+def test_keydoor_experiment_writes_its_results(tmp_path):
+    from credo.ricl.keydoor import run_experiment
+
+    setup, logp0, logp_gt = _scripted_setup()
+    llm = LLM(GroundTruthLLM(logp0, logp_gt, setup.length))
+    doc = run_experiment(
+        llm, llm, tmp_path, setup, n_max=2, ricl_ns=(1, 2), mc_ns=(1, 10), trials=2, log=lambda s: None
+    )
+    assert (tmp_path / "error_vs_trajectories.png").exists() and (tmp_path / "critical_states.png").exists()
+    saved = json.loads((tmp_path / "ricl_keydoor.json").read_text())
+    assert saved["ricl_error"]["2"] == doc["ricl_error"]["2"] and max(saved["ricl_error"]["1"]) < 1e-9
+    gt, ricl = np.array(doc["critical_scores"]["ground_truth"]), np.array(doc["critical_scores"]["ricl"])
+    np.testing.assert_allclose(
+        ricl, gt, atol=1e-9
+    )  # a perfect update finds the ground truth's critical states
+    assert len(gt) == 2 * setup.length
+
+
+# --- RICOL's loop on a tiny randomly initialised model ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A 2-layer Llama with SmolLM2's tokenizer and chat template: RICOL's loop in seconds."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from credo.llm.local import embedded_gguf
+
+    gguf = embedded_gguf()
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+    )
+    path = tmp_path_factory.mktemp("tiny")
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def _ricol(tmp_path, model, **kw):
+    from credo.ricl.ricol import RICOLConfig, RICOLTrainer
+
+    base = dict(
+        env="keydoor",
+        model=model,
+        feedback="oracle",
+        iterations=1,
+        episodes_per_iteration=2,
+        max_steps=6,
+        test_episodes=1,
+        lr=3e-3,
+        epochs=4,
+        batch_size=4,
+    )
+    cfg = RICOLConfig(**{**base, **kw})
+    return RICOLTrainer(cfg, tmp_path, log=lambda s: None)
+
+
+def _rows(path):
+    return [json.loads(x) for x in (path / "metrics" / "seed_0.jsonl").read_text().splitlines()]
+
+
+def test_the_improvement_step_lowers_the_kl_to_its_targets(tmp_path, tiny_model):
+    import torch
+
+    from credo.llm.local import LocalBackend
+
+    t = _ricol(tmp_path, tiny_model, epochs=25)
+    backend = LocalBackend(tiny_model)
+    task = t.task
+    chats = [task.policy_messages(kd.describe(kd.state_of(i), 4)) for i in range(8)]
+    ids = backend.single_token_ids(chats[0], task.letters)
+    rng = np.random.default_rng(0)
+    targets = np.exp(_random_logp(rng, (8, 4)) * 2)
+    targets /= targets.sum(-1, keepdims=True)
+    opt = torch.optim.Adam(backend.lm.parameters(), lr=1e-2)
+    before, after = t._improve(backend, ids, opt, chats, targets, np.ones(8), rng)
+    assert after < 0.5 * before
+    same = t._improve(backend, ids, opt, chats, np.exp(t_logp(backend, chats, ids)), np.ones(8), rng)
+    assert same[0] == same[1] < 1e-8  # targets equal to the policy: no step at all
+
+
+def t_logp(backend, chats, ids):
+    import torch
+
+    with torch.no_grad():
+        lp = backend.next_token_logprobs(chats, ids)
+        return (lp - torch.logsumexp(lp, -1, keepdim=True)).double().numpy()
+
+
+def test_one_ricol_iteration_runs_end_to_end_and_checkpoints(tmp_path, tiny_model):
+    summary = _ricol(tmp_path, tiny_model, alpha=1.0).run()
+    rows = _rows(tmp_path)
+    it = rows[-1]
+    assert it["states"] == it["env_steps"] == 12 and np.isfinite(it["kl_before"])
+    assert it["feedback"] == {"ok": 12}
+    assert (tmp_path / "checkpoints" / "seed_0" / "weights" / "model.safetensors").exists()
+    assert summary["env_steps_done"] == [12] and (tmp_path / "learning_curve.png").exists()
+
+
+def test_ricol_resumes_from_its_checkpoint_with_the_trained_weights(tmp_path, tiny_model):
+    import torch
+
+    t = _ricol(tmp_path, tiny_model, iterations=1)
+    t.run()
+    trained = t._policy(0).lm.state_dict()
+    fresh = _ricol(tmp_path / "other", tiny_model)._policy(0).lm.state_dict()
+    assert any(not torch.equal(trained[k], fresh[k]) for k in trained)
+    t2 = _ricol(tmp_path, tiny_model, iterations=2)  # resume: one more iteration
+    t2.run()
+    rows = _rows(tmp_path)
+    assert [r["iteration"] for r in rows] == [0, 1, 2] and rows[-1]["env_steps"] == 24
+
+
+def test_rwr_and_reflexion_run(tmp_path, tiny_model):
+    class Lessons(Backend):
+        name, model = "scripted", "lessons"
+
+        def _generate(self, messages, sampling):
+            return ["Feedback: walk left first, then take the key."]
+
+    t = _ricol(tmp_path / "rwr", tiny_model, algo="rwr")
+    t.run()
+    assert "kl_before" in _rows(tmp_path / "rwr")[-1]
+    r = _ricol(tmp_path / "rx", tiny_model, algo="reflexion", feedback="llm")
+    r.reflector = LLM(Lessons())
+    state = r.run_seed(0)
+    assert state["memory"] == ["walk left first, then take the key."] * 2
+
+
+@pytest.mark.slow
+def test_one_ricol_iteration_with_the_embedded_model(tmp_path):
+    t = _ricol(
+        tmp_path,
+        "embedded",
+        feedback="llm",
+        reflector_prefill=True,
+        alpha=1.0,
+        lr=1e-4,
+        episodes_per_iteration=1,
+        max_steps=4,
+        reflector_max_tokens=32,
+    )
+    t.run()
+    it = _rows(tmp_path)[-1]
+    assert sum(it["feedback"].values()) == 4
+    if it["feedback"].get("ok"):
+        assert it["kl_after"] < it["kl_before"]
