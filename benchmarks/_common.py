@@ -6,9 +6,12 @@ import datetime as dt
 import importlib.metadata as md
 import os
 import platform
+import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
+# The credo command of this interpreter's environment (its bin/ need not be on PATH).
+CREDO = [sys.executable, "-m", "credo.cli"]
 
 
 def version(pkg: str) -> str:
@@ -51,7 +54,7 @@ def train_run(
     name: str,
     algo: str,
     env: str,
-    steps: int,
+    steps: int | None,
     seeds: int,
     out: Path,
     settings: list[str],
@@ -68,9 +71,9 @@ def train_run(
         return path
     child_env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
     if (path / "checkpoints" / "last.npz").exists():
-        cmd = ["credo", "train", "--resume", str(path), "--no-progress"]
+        cmd = [*CREDO, "train", "--resume", str(path), "--no-progress"]
     else:
-        cmd = ["credo", "train", algo, env, "--steps", str(steps), "--seeds", str(seeds)]
+        cmd = [*CREDO, "train", algo, env, "--seeds", str(seeds)] + (["--steps", str(steps)] if steps else [])
         cmd += ["--out", str(out), "--name", name, "--no-progress"]
         cmd += [a for s in settings for a in ("--set", s)]
     out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from credo.envs.wrappers import AutoReset
 
 register_family(_matrix.FAMILY)
 
-for _module in ("lbf", "jaxmarl_adapter", "host"):
+for _module in ("lbf", "jaxmarl_adapter", "host", "text"):
     try:
         _mod = __import__(f"credo.envs.{_module}", fromlist=["FAMILIES"])
     except ModuleNotFoundError as _err:  # a family module still being written

@@ -88,8 +88,20 @@ class Reflections:
     seconds: float = 0.0
 
 
+def brief(state: int, length: int) -> str:
+    """A short state description for hindsight trajectories."""
+    pos, key = kd.state_of(state)
+    door, cell = length - 1 - pos, pos
+    return (
+        f"{door} step{'s' * (door != 1)} from the door, {cell} step{'s' * (cell != 1)} from the key cell, "
+        f"{'holding' if key else 'without'} the key"
+    )
+
+
 def _steps_text(setup: KeyDoorSetup, steps: list[tuple[int, int, float]]) -> list[Step]:
-    return [Step(kd.describe(kd.state_of(s), setup.length), a, r) for s, a, r in steps]
+    return [
+        Step(kd.describe(kd.state_of(s), setup.length), a, r, brief(s, setup.length)) for s, a, r in steps
+    ]
 
 
 def draw_reflections(

@@ -42,7 +42,7 @@ import numpy as np
 from credo.llm.base import LLM
 from credo.ricl.advantage import trust_region_target
 from credo.ricl.prompts import Step, TextTask, task_for
-from credo.ricl.reflect import FeedbackStats, LetterPolicy, parse_feedback, reflect
+from credo.ricl.reflect import PREFILL, FeedbackStats, LetterPolicy, parse_feedback, reflect
 
 RICOL_ALGOS = ("ricol", "rwr", "reflexion")
 
@@ -105,6 +105,15 @@ class TextEpisodeEnv:
             text = text.split("\n", 1)[1] if "\n" in text else ""
         return text
 
+    def brief(self, obs: str) -> str:
+        """The observation in one short line, for hindsight trajectories."""
+        if self.keydoor:
+            from credo.envs.text import keydoor as kd
+            from credo.ricl.keydoor import brief
+
+            return brief(kd.state_index(*self.env.unwrapped.state), self.env.unwrapped.length)
+        return "; ".join(line for line in obs.splitlines() if line.strip())
+
     def expert_action(self) -> int:
         if self.keydoor:
             from credo.envs.text import keydoor as kd
@@ -142,10 +151,11 @@ def run_episode(
         env._bot_env = None  # a new episode: a new bot
     while not done:
         logp = policy.log_probs(obs, feedback=memory, mission=mission)
+        brief = env.brief(obs)
         a = int(rng.choice(len(logp), p=np.exp(logp)))
         experts.append(env.expert_action() if expert else None)
         nxt, r, done, success = env.step(a)
-        steps.append(Step(obs, a, r))
+        steps.append(Step(obs, a, r, brief))
         logps.append(logp)
         obs = nxt
     return Episode(steps, np.stack(logps), mission, success, experts)
@@ -390,7 +400,7 @@ class RICOLTrainer:
         from credo.llm.base import Sampling
 
         lines = [
-            f"step {t}: {s.obs} -> {self.task.describe_action(s.action)}, reward {s.reward:g}"
+            f"step {t}: {s.brief or s.obs} -> {self.task.describe_action(s.action)}, reward {s.reward:g}"
             for t, s in enumerate(e.steps)
         ]
         messages = [
@@ -406,10 +416,12 @@ class RICOLTrainer:
                 "Reflect on it and give one lesson for the next attempt, in the format:\nFeedback: [your lesson]",
             },
         ]
+        if self.cfg.reflector_prefill:
+            messages.append({"role": "assistant", "content": PREFILL})
         reply = self._reflector().generate(
             messages, Sampling(n=1, temperature=0.7, max_tokens=self.cfg.reflector_max_tokens, seed=seed)
         )[0]
-        lesson, status = parse_feedback(reply)
+        lesson, status = parse_feedback(f"{PREFILL} {reply}" if self.cfg.reflector_prefill else reply)
         stats.add(status)
         return lesson
 

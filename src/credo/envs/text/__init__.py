@@ -57,4 +57,29 @@ def _load(module: str, package: str) -> ModuleType:
         ) from err
 
 
-__all__ = ["TEXT_ENVS", "make_text_env"]
+def _family():
+    from credo.envs.registry import Family
+
+    def build(name, **kwargs):
+        from credo.envs.text.symbolic import build as build_symbolic
+
+        return build_symbolic(name, **kwargs)
+
+    def names():
+        return [n.replace(":", "-") for n in TEXT_ENVS]
+
+    return Family(
+        prefix="text",
+        build=build,
+        names=names,
+        kwargs=lambda name: ["max_steps", "episode_limit"] + (["length"] if name == "keydoor" else []),
+        doc="text envs' symbolic observations, one agent (host, NumPy): the PPO baseline of RICOL; reward 1 on success",
+        install_hint="pip install 'credo[text]'",
+        requires=("gymnasium",),
+    )
+
+
+FAMILY = _family()
+FAMILIES = [FAMILY]
+
+__all__ = ["FAMILIES", "TEXT_ENVS", "make_text_env"]

@@ -1,0 +1,132 @@
+"""QLLM's coder-evaluator loop with an LLM that runs here: how many candidates pass, how long it takes.
+
+Runs ``credo qllm generate ENV`` for the climbing game, an LBF map and MPE simple
+spread (K candidates x R rounds, bounded retries), then reads each artifact
+(or ``failed.json``) and records: candidates that passed per round, tries,
+the rejection reasons by check, wall-clock, LLM calls, and whether the loop
+ended with a valid TFCAF. The default model is the embedded SmolLM2-135M;
+``--backend openai --model ... --base-url ...`` reruns it with a stronger one.
+
+    python benchmarks/qllm_generation.py                # writes benchmarks/results/qllm_generation.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import CREDO, RESULTS, machine, now  # noqa: E402
+
+ENVS = ["matrix:climbing", "lbf:Foraging-8x8-2p-3f-v3", "mpe:simple_spread"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--envs", nargs="+", default=ENVS)
+    p.add_argument("--candidates", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--retries", type=int, default=2)
+    p.add_argument("--max-tokens", type=int, default=256)
+    p.add_argument("--backend", default="local")
+    p.add_argument("--model")
+    p.add_argument("--base-url")
+    p.add_argument("--out", type=Path, default=Path("runs/qllm_generation"))
+    args = p.parse_args()
+    rows = []
+    for env in args.envs:
+        out = args.out / env.replace(":", "-") / "tfcaf.json"
+        cmd = [
+            *CREDO,
+            "qllm",
+            "generate",
+            env,
+            "--candidates",
+            str(args.candidates),
+            "--rounds",
+            str(args.rounds),
+        ]
+        cmd += ["--retries", str(args.retries), "--max-tokens", str(args.max_tokens), "--out", str(out)]
+        cmd += ["--backend", args.backend, "--cache", str(args.out / "cache")]
+        cmd += ["--model", args.model] if args.model else []
+        cmd += ["--base-url", args.base_url] if args.base_url else []
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        (out.parent / "generate.log").write_text(proc.stdout + proc.stderr)
+        doc_path = out if out.exists() else out.with_name("failed.json")
+        doc = json.loads(doc_path.read_text())
+        tries = [len(c["attempts"]) for r in doc["rounds"] for c in r["candidates"]]
+        reasons = Counter(
+            a["report"]["reason"].split(":", 1)[0]
+            for r in doc["rounds"]
+            for c in r["candidates"]
+            for a in c["attempts"]
+            if not a["report"]["passed"]
+        )
+        rows.append(
+            dict(
+                env=env,
+                valid=doc["code"] is not None,
+                passed_per_round=doc["passed_per_round"],
+                candidates_per_round=args.candidates,
+                tries=sum(tries),
+                rejections_by_check=dict(reasons),
+                gamma=doc["gamma"],
+                gamma_note=doc["gamma_note"],
+                seconds=round(wall, 1),
+                model_load_seconds=doc["model_load_seconds"],
+                llm_calls=doc["llm_calls"],
+                llm_seconds=doc["llm_seconds"],
+                code=doc["code"],
+                artifact=str(doc_path),
+            )
+        )
+        print(
+            f"{env}: valid={rows[-1]['valid']} passed per round {doc['passed_per_round']} in {wall:.0f} s",
+            flush=True,
+        )
+    model = json.loads(Path(rows[0]["artifact"]).read_text())["model"]
+    result = {
+        "benchmark": "qllm_generation",
+        "date": now(),
+        "machine": machine(),
+        "model": model,
+        "settings": {
+            k: getattr(args, k) for k in ("candidates", "rounds", "retries", "max_tokens", "backend")
+        },
+        "rows": rows,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "qllm_generation.json").write_text(json.dumps(result, indent=2) + "\n")
+    m = result["machine"]
+    lines = [
+        f"# QLLM coder-evaluator loop with {model} ({result['date'][:10]}, {m['cpu']}, {m['cores']} cores)",
+        "",
+        f"{args.rounds} rounds x {args.candidates} candidates, up to {args.retries} regenerations of a rejected "
+        f"candidate, {args.max_tokens} tokens per candidate; the same model is coder and evaluator. "
+        f"Load average at the end: {m['load_average_1m']:.1f} (other jobs shared the 2 cores). "
+        "Produced by `python benchmarks/qllm_generation.py`.",
+        "",
+        "| env | valid TFCAF at the end | passed per round (of K) | tries | rejections by check | gamma | wall-clock (s) | LLM calls |",
+        "|---|---|---|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        rej = ", ".join(
+            f"{k}: {v}" for k, v in sorted(r["rejections_by_check"].items(), key=lambda kv: -kv[1])
+        )
+        lines.append(
+            f"| {r['env']} | {'yes' if r['valid'] else 'no'} | {r['passed_per_round']} | {r['tries']} | {rej} | "
+            f"{r['gamma']} | {r['seconds']:.0f} | {r['llm_calls']} |"
+        )
+    (RESULTS / "qllm_generation.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
