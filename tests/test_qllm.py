@@ -282,3 +282,23 @@ def test_cli_generate_end_to_end_against_an_openai_compatible_server(tmp_path, m
     assert len(doc["rounds"]) == 2 and doc["rounds"][0]["evaluator_reply"].startswith("CHOICE: 1")
     assert (out.parent / "tfcaf.py").exists() and (out.parent / "llm_log.jsonl").exists()
     assert "credo train qllm matrix:climbing --set tfcaf=" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_loop_end_to_end_with_the_embedded_model(tmp_path):
+    """SmolLM2-135M as coder and evaluator: the loop ends with a TFCAF or a report of every rejection."""
+    import credo.envs as envs
+    from credo.llm import make_llm
+    from credo.qllm.task import describe_env
+
+    env = envs.make("matrix:climbing")
+    llm = make_llm("local", cache_dir=tmp_path / "cache", log_path=tmp_path / "log.jsonl")
+    result = run_qllm(
+        llm, llm, describe_env(env), 2, env.spec.state_dim, candidates=2, rounds=1, retries=1, max_tokens=96
+    )
+    cands = result.rounds[0].candidates
+    assert len(cands) == 2 and all(1 <= len(c.attempts) <= 2 for c in cands)
+    assert (result.code is not None) == any(c.passed for c in cands)
+    if result.code is None:
+        assert "no candidate passed" in result.failure_report()
+    assert (tmp_path / "log.jsonl").exists()

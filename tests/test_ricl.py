@@ -324,3 +324,18 @@ def test_one_ricol_iteration_with_the_embedded_model(tmp_path):
     assert sum(it["feedback"].values()) == 4
     if it["feedback"].get("ok"):
         assert it["kl_after"] < it["kl_before"]
+
+
+def test_cli_trains_and_resumes_ricol(tmp_path, tiny_model, capsys):
+    from credo.cli import main
+
+    args = ["train", "ricol", "keydoor", "--out", str(tmp_path), "--name", "r", "--seeds", "1"]
+    sets = ["model=" + tiny_model, "feedback=oracle", "iterations=1", "episodes_per_iteration=1", "max_steps=3", "test_episodes=1"]
+    assert main(args + [a for s in sets for a in ("--set", s)]) == 0
+    out = capsys.readouterr().out
+    assert "ricol on keydoor: 1 seed(s)" in out and "final test success per seed" in out
+    assert main(["train", "ricol", "keydoor", "--steps", "100", "--out", str(tmp_path), "--name", "x"]) == 2
+    assert "iterations" in capsys.readouterr().err
+    (tmp_path / "r" / "summary.json").unlink()
+    assert main(["train", "--resume", str(tmp_path / "r")]) == 0  # every iteration done: only the summary again
+    assert (tmp_path / "r" / "summary.json").exists()
