@@ -218,6 +218,7 @@ def test_vdn_and_qmix_solve_a_monotone_coordination_game():
         assert sum(j == (0, 0) for j in joint) >= 4, (algo, joint)
 
 
+@pytest.mark.slow  # 10 runs of 5,000 updates: over two minutes on 2 cores
 def test_3x3_game_qmix_misses_the_optimum_qplex_finds_it():
     """The representational gap: QMIX cannot represent [[8,-12,-12],...], QPLEX can.
 

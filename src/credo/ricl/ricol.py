@@ -193,7 +193,7 @@ class RICOLTrainer:
         """The trainable policy LLM (no response cache: its weights change), from the checkpoint if any."""
         from credo.llm.local import LocalBackend
 
-        weights = self._ckpt(seed_index) / "weights"
+        weights = self._saved(seed_index) / "weights"
         lora = self.cfg.finetune == "lora" and self.cfg.algo != "reflexion"
         backend = LocalBackend(self.cfg.model)
         if not lora and (weights / "model.safetensors").exists():
@@ -233,6 +233,12 @@ class RICOLTrainer:
     def _ckpt(self, i: int) -> Path:
         return self.run_dir / "checkpoints" / f"seed_{i}"
 
+    def _saved(self, i: int) -> Path:
+        """The checkpoint to resume from: the current one, or the previous one if a swap was cut short."""
+        final = self._ckpt(i)
+        old = final.with_name(final.name + ".old")
+        return old if not final.exists() and old.exists() else final
+
     def _save(self, i: int, backend, state: dict) -> None:
         """Weights (or adapters) and trainer state into a fresh directory, then swapped in by rename."""
         final = self._ckpt(i)
@@ -256,7 +262,7 @@ class RICOLTrainer:
         shutil.rmtree(old, ignore_errors=True)
 
     def _load_state(self, i: int) -> dict | None:
-        path = self._ckpt(i) / "state.json"
+        path = self._saved(i) / "state.json"
         return json.loads(path.read_text()) if path.exists() else None
 
     # --- one seed ---
@@ -280,10 +286,13 @@ class RICOLTrainer:
             raise ValueError(
                 f"the action letters {self.task.letters} are not single tokens for {backend.model}"
             )
+        # Adam's moments are not checkpointed (1 GB for 135M parameters): a resumed run starts them afresh.
         opt = torch.optim.Adam([p for p in backend.lm.parameters() if p.requires_grad], lr=cfg.lr)
         metrics_path = self.run_dir / "metrics" / f"seed_{i}.jsonl"
-        if state["iteration"] == 0 and metrics_path.exists():
-            metrics_path.unlink()  # a restart from scratch
+        if metrics_path.exists():  # keep the rows of the iterations the checkpoint holds (all, or none)
+            rows = [json.loads(x) for x in metrics_path.read_text().splitlines() if x.strip()]
+            keep = [r for r in rows if state["iteration"] > 0 and r["iteration"] <= state["iteration"]]
+            metrics_path.write_text("".join(json.dumps(r) + "\n" for r in keep))
         if state["iteration"] == 0:
             self._append(metrics_path, self._evaluate(env, policy, rng, seed, state, iteration=0))
         while state["iteration"] < cfg.iterations:
