@@ -68,10 +68,7 @@ def comparison(args) -> None:
         stratified_bootstrap_ci,
     )
 
-    finals = {
-        j: np.array(json.loads((p / "summary.json").read_text())["final_test_return"])
-        for j, p in paths.items()
-    }
+    finals = {j: test_return_at(p, args.seeds, args.steps) for j, p in paths.items()}
     # scores[method]: [seeds, maps], min-max normalised per map over every run on it
     raw = {m: np.stack([finals[m, env] for env in args.maps], 1) for m in args.methods}
     every = np.concatenate(list(raw.values()), 0)
@@ -86,20 +83,22 @@ def comparison(args) -> None:
     }
     for env in args.maps:
         plot_learning_curves(
-            {m: test_curves(paths[m, env], args.seeds) for m in args.methods},
+            {m: until(test_curves(paths[m, env], args.seeds), args.steps) for m in args.methods},
             RESULTS / f"lbf_dependence_{short(env)}.png",
             title=f"{env}, {args.seeds} seeds (mean, 95% bootstrap band)",
         )
     rows = []
     for (m, env), p in paths.items():
         s = json.loads((p / "summary.json").read_text())
+        agg_run = stratified_bootstrap_ci(finals[m, env])
         rows.append(
             dict(
                 method=m,
                 env=env,
-                final_test_return=s["final_test_return"],
-                iqm=s["final_test_return_iqm"],
-                ci95=s["final_test_return_ci95"],
+                final_test_return=finals[m, env].tolist(),
+                iqm=agg_run[0],
+                ci95=[agg_run[1], agg_run[2]],
+                run_total_env_steps=s["total_env_steps"],
                 env_steps=s["env_steps_done"],
                 train_env_steps_per_s=s["train_env_steps_per_s"],
                 parameters=s["parameters"],
@@ -160,6 +159,29 @@ def comparison(args) -> None:
     print("\n".join(lines))
 
 
+def until(curve, steps: int):
+    """A learning curve (x, ys) cut after the first evaluation at or past ``steps``."""
+    x, ys = curve
+    keep = np.arange(len(x)) <= int(np.searchsorted(x, steps * 0.999))
+    return x[keep], ys[:, keep]
+
+
+def test_return_at(path: Path, seeds: int, steps: int) -> np.ndarray:
+    """Per-seed greedy test return of the evaluation at ``steps`` env steps (the run's last one if it ran no further).
+
+    A run trained past ``steps`` (an earlier, longer budget) is read where a run of this
+    budget would have ended: PPO has no schedule that depends on the budget, so its
+    parameters there are those of the shorter run.
+    """
+    out = []
+    for i in range(seeds):
+        rows = [json.loads(x) for x in (path / "metrics" / f"seed_{i}.jsonl").read_text().splitlines()]
+        evals = [r for r in rows if "test_return" in r]
+        at = [r for r in evals if r["env_steps"] >= steps]
+        out.append((at[0] if at else evals[-1])["test_return"])
+    return np.array(out)
+
+
 def graph_density(path: Path, seeds: int, last: int = 10) -> float:
     """Mean off-diagonal density of the graphs the run trained with, over its last ``last`` log rows."""
     vals = []
@@ -190,13 +212,13 @@ def sweep(args) -> None:
 
     rows = []
     for (name, c), p in paths.items():
-        s = json.loads((p / "summary.json").read_text())
-        iqm, lo, hi = stratified_bootstrap_ci(np.array(s["final_test_return"]))
+        final = test_return_at(p, args.seeds, args.steps)
+        iqm, lo, hi = stratified_bootstrap_ci(final)
         rows.append(
             dict(
                 method=name,
                 c=c,
-                final_test_return=s["final_test_return"],
+                final_test_return=final.tolist(),
                 iqm=iqm,
                 ci95=[lo, hi],
                 graph_density=graph_density(p, args.seeds) if c is not None else None,
