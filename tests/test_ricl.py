@@ -339,3 +339,16 @@ def test_cli_trains_and_resumes_ricol(tmp_path, tiny_model, capsys):
     (tmp_path / "r" / "summary.json").unlink()
     assert main(["train", "--resume", str(tmp_path / "r")]) == 0  # every iteration done: only the summary again
     assert (tmp_path / "r" / "summary.json").exists()
+
+
+def test_reflector_prompt_shows_the_hindsight_and_can_cap_it():
+    from credo.ricl.prompts import Step
+
+    task = keydoor_task()
+    steps = [Step(f"obs {k}", k % 4, float(k == 4), brief=f"b{k}") for k in range(5)]
+    text = task.reflector_messages(steps, 1)[1]["content"]
+    assert "obs 1" in text and "step 3: b4 | action: A (move left) | reward: 1" in text and "b0" not in text
+    assert "Total reward from step t on: 1" in text
+    capped = task.reflector_messages(steps, 1, horizon=2)[1]["content"]
+    assert "b3" in capped and "b4" not in capped and "... 1 more steps" in capped
+    assert "Total reward from step t on: 1" in capped

@@ -115,13 +115,19 @@ class TextTask:
         letter, text = self.actions[action]
         return f"{letter} ({text})"
 
-    def reflector_messages(self, steps: list[Step], t: int, mission: str = "") -> list[dict]:
-        """The reflector's prompt for step ``t`` of an episode: its observation, action and the hindsight after it."""
+    def reflector_messages(
+        self, steps: list[Step], t: int, mission: str = "", horizon: int | None = None
+    ) -> list[dict]:
+        """The reflector's prompt for step ``t`` of an episode: its observation, action and the hindsight after it.
+
+        ``horizon`` keeps only that many steps of hindsight (the total reward still counts them all).
+        """
+        later = [(k, s) for k, s in enumerate(steps) if k > t]
+        cut = horizon is not None and len(later) > horizon
         after = [
-            f"step {k - t + 1}: {s.brief or s.obs} | action: {self.describe_action(s.action)} | reward: {s.reward:g}"
-            for k, s in enumerate(steps)
-            if k > t
-        ]
+            f"step {k - t}: {s.brief or s.obs} | action: {self.describe_action(s.action)} | reward: {s.reward:g}"
+            for k, s in (later[:horizon] if cut else later)
+        ] + ([f"... {len(later) - horizon} more steps"] if cut else [])
         outcome = sum(s.reward for s in steps[t:])
         trajectory = (
             "\n" + "\n".join(after) if after else " (the episode ended after this step)"

@@ -98,14 +98,16 @@ def reflect(
     max_tokens: int = 160,
     seed: int = 0,
     prefill: bool = False,
+    horizon: int | None = None,
 ) -> tuple[str | None, str]:
     """The reflector's feedback on step ``t`` in hindsight, and its raw reply (feedback None if unusable).
 
     ``prefill`` starts the reflector's reply with the feedback marker, so that a
     model too small to follow the format (SmolLM2-135M never does) still writes
-    into it, at the price of the paper's analysis before the feedback.
+    into it, at the price of the paper's analysis before the feedback. ``horizon``
+    caps the hindsight shown (the prompt's length is most of a reflection's cost).
     """
-    messages = task.reflector_messages(steps, t, mission)
+    messages = task.reflector_messages(steps, t, mission, horizon)
     if prefill:
         messages = [*messages, {"role": "assistant", "content": PREFILL}]
     try:

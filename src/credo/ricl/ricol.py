@@ -71,6 +71,7 @@ class RICOLConfig:
     lora_r: int = 8  # LoRA rank
     reflector_max_tokens: int = 128  # tokens per reflection
     reflector_prefill: bool = False  # start the reflector's reply with "Verbal Feedback:" (for small models)
+    hindsight_steps: int | None = None  # steps after t the reflector sees (null: the rest of the episode)
     memory: int = 3  # reflexion: lessons kept in the prompt
     test_episodes: int = 8  # evaluation episodes after every iteration (sampled actions)
     max_steps: int | None = None  # episode limit (null: the task's: 16 goto/pickup, 32 others, 30 keydoor)
@@ -383,6 +384,7 @@ class RICOLTrainer:
                         max_tokens=cfg.reflector_max_tokens,
                         seed=int(rng.integers(1 << 30)),
                         prefill=cfg.reflector_prefill,
+                        horizon=cfg.hindsight_steps,
                     )
                 logp_prime = (
                     e.logp[t] if fb is None else policy.log_probs(step.obs, feedback=fb, mission=e.mission)
