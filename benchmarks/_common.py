@@ -69,6 +69,10 @@ def train_run(
     path = out / name
     if (path / "summary.json").exists():
         return path
+    if path.exists() and not (path / "checkpoints").is_dir():
+        import shutil
+
+        shutil.rmtree(path)  # cut off before its first checkpoint: nothing to resume, start again
     child_env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
     if (path / "checkpoints" / "last.npz").exists():
         cmd = [*CREDO, "train", "--resume", str(path), "--no-progress"]

@@ -39,7 +39,7 @@ METHODS = {
     "mappo-global": ("mappo", ["reward_mode=global"]),
     "mappo-dg": ("mappo-dg", []),
 }
-SETTINGS = ["test_interval=100000", "test_episodes=100", "log_interval=20000", "save_interval=500000"]
+SETTINGS = ["test_interval=100000", "test_episodes=100", "log_interval=20000", "save_interval=100000"]
 SWEEP_MAP = "lbf:Foraging-8x8-2p-4f-coop-wta-v3"
 SWEEP_C = [0.1, 0.3, 0.5, 0.7, 0.9, 1.1]
 
