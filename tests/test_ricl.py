@@ -330,14 +330,23 @@ def test_cli_trains_and_resumes_ricol(tmp_path, tiny_model, capsys):
     from credo.cli import main
 
     args = ["train", "ricol", "keydoor", "--out", str(tmp_path), "--name", "r", "--seeds", "1"]
-    sets = ["model=" + tiny_model, "feedback=oracle", "iterations=1", "episodes_per_iteration=1", "max_steps=3", "test_episodes=1"]
+    sets = [
+        "model=" + tiny_model,
+        "feedback=oracle",
+        "iterations=1",
+        "episodes_per_iteration=1",
+        "max_steps=3",
+        "test_episodes=1",
+    ]
     assert main(args + [a for s in sets for a in ("--set", s)]) == 0
     out = capsys.readouterr().out
     assert "ricol on keydoor: 1 seed(s)" in out and "final test success per seed" in out
     assert main(["train", "ricol", "keydoor", "--steps", "100", "--out", str(tmp_path), "--name", "x"]) == 2
     assert "iterations" in capsys.readouterr().err
     (tmp_path / "r" / "summary.json").unlink()
-    assert main(["train", "--resume", str(tmp_path / "r")]) == 0  # every iteration done: only the summary again
+    assert (
+        main(["train", "--resume", str(tmp_path / "r")]) == 0
+    )  # every iteration done: only the summary again
     assert (tmp_path / "r" / "summary.json").exists()
 
 
@@ -352,3 +361,15 @@ def test_reflector_prompt_shows_the_hindsight_and_can_cap_it():
     capped = task.reflector_messages(steps, 1, horizon=2)[1]["content"]
     assert "b3" in capped and "b4" not in capped and "... 1 more steps" in capped
     assert "Total reward from step t on: 1" in capped
+
+
+def test_vectorised_monte_carlo_returns_match_the_step_by_step_rollout():
+    from credo.ricl.keydoor import KeyDoorSetup, mc_returns, rollout
+
+    setup = KeyDoorSetup(length=4, gamma=0.9, max_steps=12)
+    rng = np.random.default_rng(0)
+    logp0 = _random_logp(rng, (8, 4))
+    fast = mc_returns(setup, logp0, kd.state_index(1, False), 0, 20000, rng).mean()
+    slow = np.mean([rollout(setup, logp0, kd.state_index(1, False), rng, 0)[1] for _ in range(5000)])
+    exact = kd.solve(4, np.exp(logp0), 0.9)  # the horizon of 12 cuts a little off the infinite-horizon value
+    assert abs(fast - slow) < 0.02 and fast <= exact.Q[kd.state_index(1, False), 0] + 0.01

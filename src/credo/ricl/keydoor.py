@@ -68,11 +68,27 @@ def rollout(
     return steps, ret
 
 
+def mc_returns(setup: KeyDoorSetup, logp0: np.ndarray, state: int, action: int, n: int, rng) -> np.ndarray:
+    """``[n]`` discounted returns of ``n`` rollouts of pi_0 after ``action`` in ``state``, stepped together."""
+    next_state, reward = kd.dynamics_table(setup.length)
+    cum = np.cumsum(np.exp(logp0), -1)
+    s = np.full(n, state)
+    alive = np.ones(n, bool)
+    ret = np.zeros(n)
+    for t in range(setup.max_steps):
+        a = np.full(n, action) if t == 0 else np.minimum((rng.random(n)[:, None] > cum[s]).sum(-1), 3)
+        ret += alive * setup.gamma**t * reward[s, a]
+        nxt = next_state[s, a]
+        alive &= nxt >= 0
+        s = np.where(nxt >= 0, nxt, 0)
+        if not alive.any():
+            break
+    return ret
+
+
 def mc_estimate(setup: KeyDoorSetup, logp0: np.ndarray, states: list[int], n: int, rng) -> np.ndarray:
     """``[len(states), 4]`` Monte Carlo advantages from ``n`` rollouts per state-action pair."""
-    q = np.array(
-        [[np.mean([rollout(setup, logp0, s, rng, a)[1] for _ in range(n)]) for a in range(4)] for s in states]
-    )
+    q = np.array([[mc_returns(setup, logp0, s, a, n, rng).mean() for a in range(4)] for s in states])
     return mc_advantage(q, logp0[states])
 
 

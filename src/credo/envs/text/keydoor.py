@@ -199,7 +199,7 @@ def solve(length: int, policy: np.ndarray, gamma: float, beta: float = 0.0) -> S
         raise ValueError(f"gamma must be in [0, 1], got {gamma}")
     if beta < 0.0:
         raise ValueError(f"beta must be non-negative, got {beta}")
-    next_state, reward = _dynamics_table(length)  # [n, 4]; next_state -1 is the terminal state
+    next_state, reward = dynamics_table(length)  # [n, 4]; next_state -1 is the terminal state
     n = n_states(length)
     live = next_state >= 0
     P = np.zeros((n, n))
@@ -242,7 +242,7 @@ def _entropy(policy: np.ndarray) -> np.ndarray:
         return -np.where(policy > 0, policy * np.log(policy), 0.0).sum(axis=1)
 
 
-def _dynamics_table(length: int) -> tuple[np.ndarray, np.ndarray]:
+def dynamics_table(length: int) -> tuple[np.ndarray, np.ndarray]:
     """``next_state[s, a]`` (-1 for the terminal state) and ``reward[s, a]``, both [n, 4], from ``transition``."""
     n = n_states(length)
     next_state = np.empty((n, len(ACTIONS)), dtype=np.int64)
