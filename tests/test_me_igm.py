@@ -1,8 +1,5 @@
 """ME-IGM: order-preserving transformations, soft policies, soft targets, temperature, learning."""
 
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -129,7 +126,7 @@ def test_temperature_moves_toward_the_target_entropy(target, direction):
 def test_fixed_temperature_stays_fixed():
     learner, spec = _learner(alpha=0.2, auto_alpha=False)
     state = learner.init(jax.random.PRNGKey(0))
-    new, metrics = learner.update(state, _batch(spec), 1, jax.random.PRNGKey(0))
+    new, metrics = jax.jit(learner.update)(state, _batch(spec), 1, jax.random.PRNGKey(0))
     assert float(new.params["log_alpha"]) == pytest.approx(np.log(0.2))
     assert float(metrics["alpha"]) == pytest.approx(0.2)
 
@@ -281,26 +278,34 @@ def test_me_algorithms_train_on_every_env_family(tmp_path, algo, env, extra):
     assert rows and all(np.isfinite(r["loss"]) and r["epsilon"] is None for r in rows)
 
 
-def test_cli_report_matrix_prints_the_table(tmp_path):
-    def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "credo.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=tmp_path,
-        )
+def test_cli_report_matrix_prints_the_table(tmp_path, monkeypatch, capsys):
+    from credo.cli import main
 
+    monkeypatch.chdir(tmp_path)  # in-process: the CLI's runs/ lands here
     for algo in ("me-qmix", "qmix"):
-        out = cli(
-            "train", algo, "matrix:me-igm", "--steps", "500", "--seeds", "2", "--name", algo, "--no-progress"
+        assert (
+            main(
+                [
+                    "train",
+                    algo,
+                    "matrix:me-igm",
+                    "--steps",
+                    "500",
+                    "--seeds",
+                    "2",
+                    "--name",
+                    algo,
+                    "--no-progress",
+                ]
+            )
+            == 0
         )
-        assert out.returncode == 0, out.stderr
-    out = cli("report", "matrix", "runs/me-qmix", "runs/qmix")
-    assert out.returncode == 0, out.stderr
-    assert "payoff" in out.stdout and "me-qmix seed 0" in out.stdout and "qmix seed 0" in out.stdout
-    assert "P(optimal joint action)" in out.stdout
-    out = cli("report", "matrix", "runs/me-qmix", "--all-seeds")
-    assert out.returncode == 0 and "of 2 seeds" in out.stdout, out.stderr
-    out = cli("report", "matrix", "runs/me-qmix", "--seed", "5")
-    assert out.returncode == 2 and "out of range" in out.stderr
+    capsys.readouterr()
+    assert main(["report", "matrix", "runs/me-qmix", "runs/qmix"]) == 0
+    out = capsys.readouterr().out
+    assert "payoff" in out and "me-qmix seed 0" in out and "qmix seed 0" in out
+    assert "P(optimal joint action)" in out
+    assert main(["report", "matrix", "runs/me-qmix", "--all-seeds"]) == 0
+    assert "of 2 seeds" in capsys.readouterr().out
+    assert main(["report", "matrix", "runs/me-qmix", "--seed", "5"]) == 2
+    assert "out of range" in capsys.readouterr().err

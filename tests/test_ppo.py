@@ -117,10 +117,10 @@ def test_learned_graph_uses_entropies_from_before_the_world_model_update():
     env = envs.make(LBF)
     learner = PPOLearner(small("mappo-dg", graph_threshold=2.0), env.spec, env)  # ratio < 2: every edge on
     state, batch, _, rec = collect(learner, env, jax.random.PRNGKey(6))
-    _, metrics = learner.update(state, batch, rec, jax.random.PRNGKey(7))
+    _, metrics = jax.jit(learner.update)(state, batch, rec, jax.random.PRNGKey(7))
     assert float(metrics["graph_density"]) == pytest.approx(1.0)
     learner = PPOLearner(small("mappo-dg", graph_threshold=0.0), env.spec, env)  # no edge
-    _, metrics = learner.update(state, batch, rec, jax.random.PRNGKey(7))
+    _, metrics = jax.jit(learner.update)(state, batch, rec, jax.random.PRNGKey(7))
     assert float(metrics["graph_density"]) == 0.0
 
 

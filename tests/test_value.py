@@ -359,7 +359,7 @@ def _distance(a, b):
 
 def test_soft_target_update_moves_by_tau():
     learner, state, batch = _learner_and_batch(target_update="soft", tau=0.25)
-    new, _ = learner.update(state, batch, 1, jax.random.PRNGKey(1))
+    new, _ = jax.jit(learner.update)(state, batch, 1, jax.random.PRNGKey(1))
     expected = jax.tree.map(lambda p, t: 0.25 * p + 0.75 * t, new.params, state.target_params)
     assert _distance(new.target_params, expected) < 1e-5
     assert _distance(new.target_params, state.target_params) > 0
@@ -367,16 +367,17 @@ def test_soft_target_update_moves_by_tau():
 
 def test_hard_target_update_waits_for_the_interval():
     learner, state, batch = _learner_and_batch(target_update="hard", target_update_interval=10)
-    s1, _ = learner.update(state, batch, 5, jax.random.PRNGKey(1))  # 5 episodes seen: too early
+    update = jax.jit(learner.update)
+    s1, _ = update(state, batch, 5, jax.random.PRNGKey(1))  # 5 episodes seen: too early
     assert _distance(s1.target_params, state.target_params) == 0.0
-    s2, _ = learner.update(s1, batch, 12, jax.random.PRNGKey(1))  # 12 >= 10: copy
+    s2, _ = update(s1, batch, 12, jax.random.PRNGKey(1))  # 12 >= 10: copy
     assert _distance(s2.target_params, s2.params) == 0.0
     assert int(s2.last_target_episode) == 12
 
 
 def test_reward_standardisation_tracks_running_moments():
     learner, state, batch = _learner_and_batch(standardise_rewards=True)
-    new, _ = learner.update(state, batch, 1, jax.random.PRNGKey(1))
+    new, _ = jax.jit(learner.update)(state, batch, 1, jax.random.PRNGKey(1))
     count, mean, m2 = (float(x) for x in new.reward_stats)
     r = np.asarray(batch.reward)
     assert count == pytest.approx(r.size + 1e-4)
