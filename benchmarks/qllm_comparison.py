@@ -46,6 +46,14 @@ ENVS = {
 METHODS = ["qllm", "qmix", "vdn"]
 
 
+def _shown(path: Path) -> str:
+    """The path relative to the repository when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(HERE.parent.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def short(env: str) -> str:
     return env.replace(":", "-")
 
@@ -121,7 +129,7 @@ def main() -> None:
         "seeds": args.seeds,
         "tfcaf": {
             env: {
-                "path": str(p),
+                "path": _shown(p),
                 "source": load_tfcaf(p).source,
                 "hand_written": "HAND-WRITTEN" in load_tfcaf(p).source,
             }
