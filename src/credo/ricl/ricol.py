@@ -91,12 +91,15 @@ class TextEpisodeEnv:
         self.name = name
         self.env = make_text_env(name, **({"max_steps": max_steps} if max_steps else {}))
         self.keydoor = name == "keydoor"
+        self._bot, self._last_action = None, None
 
     def reset(self, seed: int) -> tuple[str, str]:
         obs, _ = self.env.reset(seed=seed)
+        self._bot, self._last_action = None, None  # the expert plans each episode afresh
         return self._text(obs), obs.get("mission", "")
 
     def step(self, action: int) -> tuple[str, float, bool, bool]:
+        self._last_action = action
         obs, reward, terminated, truncated, info = self.env.step(action)
         return self._text(obs), float(reward), bool(terminated or truncated), bool(info.get("success"))
 
@@ -125,9 +128,10 @@ class TextEpisodeEnv:
             return kd.UNLOCK if pos == self.env.unwrapped.length - 1 else kd.MOVE_RIGHT
         from minigrid.utils.baby_ai_bot import BabyAIBot
 
-        if getattr(self, "_bot_env", None) is not self.env.unwrapped:  # a bot per episode
-            self._bot, self._bot_env = BabyAIBot(self.env.unwrapped), self.env.unwrapped
-        return int(self._bot.replan())
+        if self._bot is None:
+            self._bot = BabyAIBot(self.env.unwrapped)
+        # the bot adjusts its plan to the action the agent really took, which may not be its own
+        return int(self._bot.replan(self._last_action))
 
 
 @dataclass
@@ -148,8 +152,6 @@ def run_episode(
 ) -> Episode:
     obs, mission = env.reset(seed)
     steps, logps, experts, done, success = [], [], [], False, False
-    if expert and env.name.startswith("babyai"):
-        env._bot_env = None  # a new episode: a new bot
     while not done:
         logp = policy.log_probs(obs, feedback=memory, mission=mission)
         brief = env.brief(obs)
