@@ -373,3 +373,13 @@ def test_vectorised_monte_carlo_returns_match_the_step_by_step_rollout():
     slow = np.mean([rollout(setup, logp0, kd.state_index(1, False), rng, 0)[1] for _ in range(5000)])
     exact = kd.solve(4, np.exp(logp0), 0.9)  # the horizon of 12 cuts a little off the infinite-horizon value
     assert abs(fast - slow) < 0.02 and fast <= exact.Q[kd.state_index(1, False), 0] + 0.01
+
+
+def test_ricol_with_lora_adapters_trains_only_them_and_resumes(tmp_path, tiny_model):
+    t = _ricol(tmp_path, tiny_model, finetune="lora", lora_r=2)
+    t.run()
+    weights = tmp_path / "checkpoints" / "seed_0" / "weights"
+    assert (weights / "adapter_config.json").exists() and not (weights / "model.safetensors").exists()
+    lm = t._policy(0).lm  # the base model with the saved adapters, ready to train on
+    trainable = [n for n, p in lm.named_parameters() if p.requires_grad]
+    assert trainable and all("lora" in n for n in trainable)
