@@ -31,11 +31,24 @@ def pytest_addoption(parser):
 
 def pytest_generate_tests(metafunc):
     if "lbf_parity_case" in metafunc.fixturenames:
+        import pytest
         from lbf_parity import DEFAULT_CASES
 
         keys = metafunc.config.getoption("--lbf-key")
-        cases = [(k, {}) for k in keys] if keys else DEFAULT_CASES
-        metafunc.parametrize("lbf_parity_case", cases, ids=[c[0] + _kw_id(c[1]) for c in cases])
+        if keys:
+            cases = [pytest.param((k, {}), id=k) for k in keys]
+        else:
+            # Each map compiles its own step (about 10 s): the default suite keeps the four that
+            # exercise the most rules (crowding, the penalty, two-level sight and kwargs, coop);
+            # the full list runs with -m slow.
+            cases = [
+                pytest.param(c, id=c[0] + _kw_id(c[1]), marks=() if i in FAST_PARITY else pytest.mark.slow)
+                for i, c in enumerate(DEFAULT_CASES)
+            ]
+        metafunc.parametrize("lbf_parity_case", cases)
+
+
+FAST_PARITY = {5, 6, 7, 9}  # indices into lbf_parity.DEFAULT_CASES
 
 
 def _kw_id(kwargs):

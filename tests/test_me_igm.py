@@ -233,6 +233,7 @@ def _greedy_joints(cfg):
     return out
 
 
+@pytest.mark.slow  # 20 runs of 10k steps: over two minutes on 2 cores
 def test_me_qmix_finds_the_optimum_of_the_3x3_game_where_qmix_does_not():
     """The paper's matrix game at the shipped matrix settings (10k steps): seeds 0-9.
 
@@ -248,10 +249,11 @@ def test_me_qmix_finds_the_optimum_of_the_3x3_game_where_qmix_does_not():
 @pytest.mark.parametrize(
     "algo, env, extra",
     [
+        # Each compiles a whole Trainer (about a minute on 2 cores): the default suite keeps one.
         ("me-qmix", "lbf:Foraging-5x5-2p-1f-v3", ["policy_transform=none"]),
-        ("me-qmix", "mpe:simple_spread", ["policy_transform=mlp"]),
-        ("me-qplex", "smax:3m", ["opt_layers=2"]),
-        ("me-qmix", "gym:Foraging-5x5-2p-1f-v3", []),
+        pytest.param("me-qmix", "mpe:simple_spread", ["policy_transform=mlp"], marks=pytest.mark.slow),
+        pytest.param("me-qplex", "smax:3m", ["opt_layers=2"], marks=pytest.mark.slow),
+        pytest.param("me-qmix", "gym:Foraging-5x5-2p-1f-v3", [], marks=pytest.mark.slow),
     ],
 )
 def test_me_algorithms_train_on_every_env_family(tmp_path, algo, env, extra):
