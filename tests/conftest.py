@@ -8,6 +8,12 @@ os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR", str(Path(__file__).parent.parent / ".pytest_cache" / "jax")
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# A size limit turns on the cache's file lock: pytest-xdist's workers write the same entries.
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 * 2**30))
+
+# torch (the LLM tests) on one thread: with its default of one per core, the tiny models' updates
+# ran 20x slower whenever another process had the cores (98 s instead of 5 s for one test).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Tests run on the CPU, with every core exposed as a host device as the CLI does
 # (the engine shards seeds over devices).

@@ -44,10 +44,11 @@ def test_acting_respects_available_actions_and_greedy_is_the_argmax(use_rnn):
     avail = jax.random.bernoulli(jax.random.PRNGKey(2), 0.4, (64, n, a)).at[..., 0].set(True)
     hidden = learner.initial_hidden((64,))
     last = jnp.zeros((64, n), jnp.int32)
+    act = jax.jit(learner.act, static_argnames="greedy")  # eager, the recurrent actor runs op by op
     for k in range(5):
-        _, acts = learner.act(params, hidden, obs, None, avail, last, jax.random.PRNGKey(k), 0.0)
+        _, acts = act(params, hidden, obs, None, avail, last, jax.random.PRNGKey(k), 0.0)
         assert bool(jnp.take_along_axis(avail, acts[..., None], -1).all())
-    _, greedy = learner.act(params, hidden, obs, None, avail, last, jax.random.PRNGKey(9), 0.0, greedy=True)
+    _, greedy = act(params, hidden, obs, None, avail, last, jax.random.PRNGKey(9), 0.0, greedy=True)
     from credo.networks.agent import step_agents
 
     _, logits = step_agents(
@@ -124,6 +125,7 @@ def test_learned_graph_uses_entropies_from_before_the_world_model_update():
     assert float(metrics["graph_density"]) == 0.0
 
 
+@pytest.mark.slow  # four Trainers (over a minute); the default suite resumes value learners (test_value.py)
 def test_ppo_resume_ends_with_the_same_parameters(tmp_path):
     cfg = small("mappo-dg", seeds=2, total_env_steps=3000, save_interval=10**9)
     straight = Trainer(cfg)
@@ -151,7 +153,16 @@ def test_ippo_improves_on_a_small_lbf_map(tmp_path):
     assert summary["final_test_return"][0] > 0.25, summary["final_test_return"]
 
 
-@pytest.mark.parametrize("env", [LBF, "matrix:climbing", "gym:Foraging-8x8-2p-3f-v3"])
+@pytest.mark.parametrize(
+    "env",
+    [
+        # Each compiles a Trainer (30-60 s): the host env (the Python loop) runs by default, the
+        # jitted engine is trained by test_ippo_improves_on_a_small_lbf_map.
+        pytest.param(LBF, marks=pytest.mark.slow),
+        pytest.param("matrix:climbing", marks=pytest.mark.slow),
+        "gym:Foraging-8x8-2p-3f-v3",
+    ],
+)
 def test_cli_trains_and_evaluates_ppo(tmp_path, env, capsys):
     args = [
         "train",
