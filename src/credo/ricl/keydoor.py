@@ -240,7 +240,6 @@ def run_experiment(
     import json
     from pathlib import Path
 
-    from credo.stats.plots import plot_learning_curves
 
     setup = setup or KeyDoorSetup()
     out = Path(out_dir)
@@ -293,17 +292,7 @@ def run_experiment(
         "seconds_per_reflection": refl.seconds / max(1, n_max * len(states)),
     }
     (out / "ricl_keydoor.json").write_text(json.dumps(doc, indent=1) + "\n")
-    curves = {
-        "Monte Carlo": (np.array(mc_ns, float), np.array([mc[n] for n in mc_ns]).T),
-        "RICL": (np.array(ns, float), np.array([ricl[n] for n in ns]).T),
-    }
-    plot_learning_curves(
-        curves,
-        out / "error_vs_trajectories.png",
-        xlabel="trajectories n",
-        ylabel="E KL(pi_method || pi_gt)",
-        title=f"1D Key-Door, {policy_llm.model}",
-    )
+    plot_errors(doc, out / "error_vs_trajectories.png")
     _plot_critical(crit, states, out / "critical_states.png")
     lines = [
         f"RICL vs Monte Carlo on 1D Key-Door (length {setup.length}, gamma {setup.gamma}, beta {setup.beta}); "
@@ -320,6 +309,24 @@ def run_experiment(
     (out / "ricl_keydoor.md").write_text("\n".join(lines) + "\n")
     log("\n".join(lines))
     return doc
+
+
+def plot_errors(doc: dict, path) -> None:
+    """Error against the number of trajectories (log axis, as the paper's Fig. 3.2), from the JSON record."""
+    from credo.stats.plots import plot_learning_curves
+
+    curves = {
+        name: (np.array([float(n) for n in errs]), np.array(list(errs.values()), float).T)
+        for name, errs in (("Monte Carlo", doc["mc_error"]), ("RICL", doc["ricl_error"]))
+    }
+    plot_learning_curves(
+        curves,
+        path,
+        xlabel="trajectories n",
+        ylabel="E KL(pi_method || pi_gt)",
+        title=f"1D Key-Door (length {doc['setup']['length']}), {doc['policy_model']}",
+        logx=True,
+    )
 
 
 def _plot_critical(crit: dict, states: list[int], path) -> None:

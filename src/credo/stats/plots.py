@@ -32,6 +32,7 @@ def plot_learning_curves(
     confidence: float = 0.95,
     n_boot: int = 1000,
     seed: int = 0,
+    logx: bool = False,
 ) -> Path:
     """Plot mean learning curves with shaded bootstrap bands and save them as a PNG.
 
@@ -48,6 +49,7 @@ def plot_learning_curves(
         path: where to write the PNG; missing parent directories are created.
         xlabel, ylabel, title: axis labels and optional title.
         confidence, n_boot, seed: passed to ``bootstrap_band``.
+        logx: a logarithmic x axis (for counts spread over decades).
 
     Returns:
         ``path`` as a ``pathlib.Path``.
@@ -82,6 +84,8 @@ def plot_learning_curves(
         ax.fill_between(x, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if logx:
+        ax.set_xscale("log")
     if title:
         ax.set_title(title)
     ax.grid(True, alpha=0.3)
