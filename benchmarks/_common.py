@@ -69,12 +69,14 @@ def train_run(
     path = out / name
     if (path / "summary.json").exists():
         return path
-    if path.exists() and not (path / "checkpoints").is_dir():
+    # The engine checkpoints to checkpoints/last.npz, RICOL to checkpoints/seed_i/: either resumes.
+    resumable = (path / "checkpoints").is_dir() and any((path / "checkpoints").iterdir())
+    if path.exists() and not resumable:
         import shutil
 
         shutil.rmtree(path)  # cut off before its first checkpoint: nothing to resume, start again
     child_env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    if (path / "checkpoints" / "last.npz").exists():
+    if resumable:
         cmd = [*CREDO, "train", "--resume", str(path), "--no-progress"]
     else:
         cmd = [*CREDO, "train", algo, env, "--seeds", str(seeds)] + (["--steps", str(steps)] if steps else [])

@@ -25,17 +25,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, machine, now, test_curves, train_run  # noqa: E402
 
-# Sized for this 2-core CPU: a reflection of the 135M model costs about 10 s with 6 steps of hindsight.
+# Sized for this 2-core CPU, where a policy query of the 135M model costs about 0.5 s and a
+# reflection 3-5 s: one seed of RICOL is about ten minutes.
 LLM_SETTINGS = [
-    "iterations=4",
+    "iterations=3",
     "episodes_per_iteration=2",
-    "test_episodes=8",
-    "reflector_max_tokens=48",
+    "test_episodes=4",
+    "reflector_max_tokens=32",
     "reflector_prefill=true",
-    "hindsight_steps=6",
+    "hindsight_steps=4",
     "lr=3e-5",
     "epochs=2",
 ]
+TEST_EPISODES = int(next(s for s in LLM_SETTINGS if s.startswith("test_episodes=")).split("=")[1])
 
 
 def llm_curves(path: Path, seeds: int):
@@ -140,7 +142,7 @@ def main() -> None:
         "",
         f"LLM methods: SmolLM2-135M-Instruct (embedded) as policy and reflector, `{' '.join(LLM_SETTINGS)}`; "
         f"PPO: an MLP on the symbolic observation, {args.ppo_steps:,} env steps. {args.seeds} seeds; final test "
-        "success rate (8 episodes per seed for the LLM methods, 50 for PPO), IQM with 95% stratified-bootstrap CI. "
+        f"success rate ({TEST_EPISODES} episodes per seed for the LLM methods, 50 for PPO), IQM with 95% stratified-bootstrap CI. "
         f"Produced by `python benchmarks/ricol_babyai.py{' --robustness' if args.robustness else ''}`.",
         "",
         "| method | final success, IQM | 95% CI | per seed | env steps | s per iteration (collect / reflect / update) | feedback |",
