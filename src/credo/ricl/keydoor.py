@@ -240,7 +240,6 @@ def run_experiment(
     import json
     from pathlib import Path
 
-
     setup = setup or KeyDoorSetup()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
