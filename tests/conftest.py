@@ -1,6 +1,8 @@
 import os
 from pathlib import Path
 
+import pytest
+
 # Tests compile the same programs again and again (every Trainer, every resumed run, the CLI in
 # subprocesses): JAX's persistent compilation cache turns the repeats into disk reads (about 40%
 # of the suite's time). Subprocesses inherit it through the environment.
@@ -37,7 +39,6 @@ def pytest_addoption(parser):
 
 def pytest_generate_tests(metafunc):
     if "lbf_parity_case" in metafunc.fixturenames:
-        import pytest
         from lbf_parity import DEFAULT_CASES
 
         keys = metafunc.config.getoption("--lbf-key")
@@ -48,13 +49,18 @@ def pytest_generate_tests(metafunc):
             # exercise the most rules (crowding, the penalty, two-level sight and kwargs, coop);
             # the full list runs with -m slow.
             cases = [
-                pytest.param(c, id=c[0] + _kw_id(c[1]), marks=() if i in FAST_PARITY else pytest.mark.slow)
-                for i, c in enumerate(DEFAULT_CASES)
+                pytest.param(c, id=c[0] + _kw_id(c[1]), marks=() if c[0] in FAST_PARITY else pytest.mark.slow)
+                for c in DEFAULT_CASES
             ]
         metafunc.parametrize("lbf_parity_case", cases)
 
 
-FAST_PARITY = {5, 6, 7, 9}  # indices into lbf_parity.DEFAULT_CASES
+FAST_PARITY = {  # the maps of lbf_parity.DEFAULT_CASES that the default suite runs
+    "Foraging-6x6-5p-1f-v3",
+    "Foraging-2s-9x9-6p-3f-coop-v3",
+    "Foraging-7x7-4p-2f-v3",
+    "Foraging-2s-10x10-4p-4f-v3",
+}
 
 
 def _kw_id(kwargs):
