@@ -25,17 +25,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, machine, now, test_curves, train_run  # noqa: E402
 
-# Sized for this 2-core CPU, where a policy query of the 135M model costs about 0.5 s and a
-# reflection 3-5 s: one seed of RICOL is about ten minutes.
+# Sized for this 2-core CPU, where a policy query of the 135M model costs about 0.8 s, a
+# reflection 3-5 s and a gradient step on 8 states about 22 s: one seed of RICOL is about
+# fifteen minutes. lr 1e-6 and one epoch: at 1e-5 or more one step of Adam over every weight
+# overshoots the trust-region target (benchmarks/results/ricol_lr_probe.md).
 LLM_SETTINGS = [
-    "iterations=3",
+    "iterations=2",
     "episodes_per_iteration=2",
     "test_episodes=4",
     "reflector_max_tokens=32",
     "reflector_prefill=true",
     "hindsight_steps=4",
-    "lr=3e-5",
-    "epochs=2",
+    "lr=1e-6",
+    "epochs=1",
 ]
 TEST_EPISODES = int(next(s for s in LLM_SETTINGS if s.startswith("test_episodes=")).split("=")[1])
 

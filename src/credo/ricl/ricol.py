@@ -64,7 +64,7 @@ class RICOLConfig:
     iterations: int = 4  # collect -> RICL -> improve rounds
     episodes_per_iteration: int = 4  # episodes collected per iteration
     alpha: float = 0.5  # trust region of eq. 3.5: 0 keeps pi_k, 1 moves to pi'
-    lr: float = 1e-5  # Adam learning rate of the fine-tuning
+    lr: float = 1e-6  # Adam; 1e-5 overshoots near-policy targets (benchmarks/results/ricol_lr_probe.md)
     epochs: int = 2  # passes over an iteration's states
     batch_size: int = 8  # states per gradient step
     finetune: str = "full"  # full (every weight) or lora (peft adapters)
