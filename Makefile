@@ -52,4 +52,4 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache $${XDG_CACHE_HOME:-$$HOME/.cache}/credo/jax-tests

@@ -118,7 +118,8 @@ class TextEpisodeEnv:
             return brief(kd.state_index(*self.env.unwrapped.state), self.env.unwrapped.length)
         return "; ".join(line for line in obs.splitlines() if line.strip())
 
-    def expert_action(self) -> int:
+    def expert_action(self) -> int | None:
+        """The expert's action here, or None where minigrid's BabyAI bot gives up."""
         if self.keydoor:
             from credo.envs.text import keydoor as kd
 
@@ -131,7 +132,13 @@ class TextEpisodeEnv:
         if self._bot is None:
             self._bot = BabyAIBot(self.env.unwrapped)
         # the bot adjusts its plan to the action the agent really took, which may not be its own
-        return int(self._bot.replan(self._last_action))
+        if self._bot is False:
+            return None
+        try:
+            return int(self._bot.replan(self._last_action))
+        except Exception:  # e.g. DisappearedBoxError once the agent has opened a box: its plan is
+            self._bot = False  # broken, so no labels for the rest of the episode
+            return None
 
 
 @dataclass
@@ -327,14 +334,18 @@ class RICOLTrainer:
         t0 = time.perf_counter()
         memory = " ".join(state["memory"]) or None
         eps = [
-            run_episode(env, policy, rng, seed=10**6 + seed * 10**4 + j, memory=memory)
+            run_episode(env, policy, rng, seed=10**6 + seed * 10**4 + j, memory=memory, expert=True)
             for j in range(self.cfg.test_episodes)
         ]
+        # The policy's probability of the expert's action, over the test steps: a signal of learning
+        # long before the success rate moves off zero (the expert does not act, it only labels).
+        expert_p = [float(np.exp(e.logp[t, a])) for e in eps for t, a in enumerate(e.expert) if a is not None]
         return {
             "iteration": iteration,
             "env_steps": state["env_steps"],
             "test_success": float(np.mean([e.success for e in eps])),
             "test_return": float(np.mean([e.ret for e in eps])),
+            "test_expert_prob": float(np.mean(expert_p)) if expert_p else None,
             "seconds_eval": time.perf_counter() - t0,
         }
 
@@ -372,7 +383,10 @@ class RICOLTrainer:
                     targets.append(np.eye(len(self.task.letters))[step.action])
                     weights.append(e.ret)
                     continue
-                if oracle:
+                if oracle and e.expert[t] is None:
+                    fb = None  # the bot gave up here: no feedback, pi' = pi_k
+                    stats.add("no expert")
+                elif oracle:
                     fb = oracle_feedback(self.task, step.action, e.expert[t], cfg.feedback_accuracy, rng)
                     stats.add("ok")
                 else:
@@ -511,6 +525,8 @@ class RICOLTrainer:
             "final_test_success": final,
             "final_test_success_iqm": agg["iqm"],
             "final_test_success_ci95": agg["iqm_ci95"],
+            # older runs' metrics lack it
+            "test_expert_prob": [[x.get("test_expert_prob") for x in r if "test_success" in x] for r in rows],
             "env_steps_done": [r[-1]["env_steps"] for r in rows],
             "seconds_per_iteration": float(np.mean([x["seconds"] for x in its])) if its else None,
             "seconds_per_iteration_parts": {
