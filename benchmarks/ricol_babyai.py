@@ -42,14 +42,17 @@ LLM_SETTINGS = [
 TEST_EPISODES = int(next(s for s in LLM_SETTINGS if s.startswith("test_episodes=")).split("=")[1])
 
 
-def llm_curves(path: Path, seeds: int):
+def llm_curves(path: Path, seeds: int, field: str = "test_success"):
+    """(mean env steps [n_evals], ``field`` [seeds, n_evals]); None if a row lacks ``field``."""
     rows = [
         [json.loads(x) for x in (path / "metrics" / f"seed_{i}.jsonl").read_text().splitlines()]
         for i in range(seeds)
     ]
     n = min(len(r) for r in rows)
+    if any(r[j].get(field) is None for r in rows for j in range(n)):
+        return None  # runs from before the field was recorded
     x = np.mean([[r[j]["env_steps"] for j in range(n)] for r in rows], 0)
-    return x, np.array([[r[j]["test_success"] for j in range(n)] for r in rows])
+    return x, np.array([[r[j][field] for j in range(n)] for r in rows])
 
 
 def main() -> None:
@@ -93,15 +96,19 @@ def main() -> None:
                 runs[m] = train_run(f"{m}-{args.task}", m, env, None, args.seeds, args.out, LLM_SETTINGS)
     from credo.stats import plot_learning_curves, stratified_bootstrap_ci
 
-    curves, rows = {}, []
+    curves, expert_curves, rows = {}, {}, []
     for name, path in runs.items():
         s = json.loads((path / "summary.json").read_text())
+        expert = None
         if name == "ppo":
             curves[name] = test_curves(path, args.seeds)
             final = s["final_test_return"]  # reward 1 on success: the return is the success rate
             per_it = None
         else:
             curves[name] = llm_curves(path, args.seeds)
+            expert = llm_curves(path, args.seeds, "test_expert_prob")
+            if expert is not None:
+                expert_curves[name] = expert
             final = s["final_test_success"]
             per_it = dict(
                 seconds=s["seconds_per_iteration"],
@@ -117,6 +124,8 @@ def main() -> None:
                 ci95=[lo, hi],
                 env_steps=s["env_steps_done"],
                 per_iteration=per_it,
+                # mean over seeds of P(expert's action) on the test steps, per evaluation
+                expert_prob=None if expert is None else expert[1].mean(0).tolist(),
             )
         )
     stem = "ricol_robustness" if args.robustness else "ricol_babyai"
@@ -126,6 +135,13 @@ def main() -> None:
         ylabel="test success rate",
         title=f"BabyAI {args.task}, {args.seeds} seeds",
     )
+    if expert_curves:
+        plot_learning_curves(
+            expert_curves,
+            RESULTS / f"{stem}_expert_prob.png",
+            ylabel="P(expert's action), test steps",
+            title=f"BabyAI {args.task}, {args.seeds} seeds",
+        )
     doc = {
         "benchmark": stem,
         "date": now(),
@@ -145,10 +161,13 @@ def main() -> None:
         f"LLM methods: SmolLM2-135M-Instruct (embedded) as policy and reflector, `{' '.join(LLM_SETTINGS)}`; "
         f"PPO: an MLP on the symbolic observation, {args.ppo_steps:,} env steps. {args.seeds} seeds; final test "
         f"success rate ({TEST_EPISODES} episodes per seed for the LLM methods, 50 for PPO), IQM with 95% stratified-bootstrap CI. "
-        f"Produced by `python benchmarks/ricol_babyai.py{' --robustness' if args.robustness else ''}`.",
+        f"Produced by `python benchmarks/ricol_babyai.py{' --robustness' if args.robustness else ''}`. "
+        "P(expert action): the policy's probability of minigrid's BabyAI bot's action, averaged over the "
+        "test steps and the seeds, at each evaluation (the first before any training; '-' for runs "
+        "from before it was recorded).",
         "",
-        "| method | final success, IQM | 95% CI | per seed | env steps | s per iteration (collect / reflect / update) | feedback |",
-        "|---|---:|---|---|---:|---|---|",
+        "| method | final success, IQM | 95% CI | per seed | env steps | P(expert action) by iteration | s per iteration (collect / reflect / update) | feedback |",
+        "|---|---:|---|---|---:|---|---|---|",
     ]
     for r in rows:
         it = r["per_iteration"]
@@ -160,7 +179,8 @@ def main() -> None:
         fb = ", ".join(f"{k}: {v}" for k, v in it["feedback"].items()) if it and it["feedback"] else "-"
         lines.append(
             f"| {r['method']} | {r['iqm']:.0%} | [{r['ci95'][0]:.0%}, {r['ci95'][1]:.0%}] | "
-            f"{', '.join(f'{x:.0%}' for x in r['final_success'])} | {int(np.mean(r['env_steps'])):,} | {timing} | {fb} |"
+            f"{', '.join(f'{x:.0%}' for x in r['final_success'])} | {int(np.mean(r['env_steps'])):,} | "
+            f"{' -> '.join(f'{x:.3f}' for x in r['expert_prob']) if r['expert_prob'] else '-'} | {timing} | {fb} |"
         )
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
