@@ -289,6 +289,12 @@ def test_ricol_resumes_from_its_checkpoint_with_the_trained_weights(tmp_path, ti
     t2.run()
     rows = _rows(tmp_path)
     assert [r["iteration"] for r in rows] == [0, 1, 2] and rows[-1]["env_steps"] == 24
+    # the same two iterations unbroken: the same weights (Adam's moments are in the checkpoint)
+    unbroken = _ricol(tmp_path / "unbroken", tiny_model, iterations=2)
+    unbroken.run()
+    resumed, straight = t2._policy(0).lm.state_dict(), unbroken._policy(0).lm.state_dict()
+    assert all(torch.equal(resumed[k], straight[k]) for k in resumed)
+    assert [r["kl_after"] for r in rows[1:]] == [r["kl_after"] for r in _rows(tmp_path / "unbroken")[1:]]
 
 
 def test_rwr_and_reflexion_run(tmp_path, tiny_model):

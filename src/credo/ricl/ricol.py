@@ -25,7 +25,8 @@ minigrid's BabyAI bot on BabyAI).
 
 Runs write the usual run directory: ``config.yaml``, ``metrics/seed_i.jsonl``
 (one row per iteration), ``checkpoints/seed_i/`` (the fine-tuned weights or
-adapters and the trainer state, replaced atomically), ``llm/`` (the reflector's
+adapters, Adam's moments and the trainer state, replaced atomically: a resumed
+run takes the same steps as an unbroken one), ``llm/`` (the reflector's
 cache and log), ``learning_curve.png`` and ``summary.json``.
 """
 
@@ -249,8 +250,8 @@ class RICOLTrainer:
         old = final.with_name(final.name + ".old")
         return old if not final.exists() and old.exists() else final
 
-    def _save(self, i: int, backend, state: dict) -> None:
-        """Weights (or adapters) and trainer state into a fresh directory, then swapped in by rename."""
+    def _save(self, i: int, backend, opt, state: dict) -> None:
+        """Weights (or adapters), Adam's moments and trainer state into a fresh directory, then renamed."""
         final = self._ckpt(i)
         tmp = final.with_name(final.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -263,6 +264,10 @@ class RICOLTrainer:
             from safetensors.torch import save_model  # handles the tied embedding and output weights
 
             save_model(backend.lm, str(tmp / "weights" / "model.safetensors"))
+        if self.cfg.algo != "reflexion":  # so that a resumed run takes the steps an unbroken one would
+            import torch
+
+            torch.save(opt.state_dict(), tmp / "optimizer.pt")
         (tmp / "state.json").write_text(json.dumps(state))
         old = final.with_name(final.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
@@ -296,8 +301,9 @@ class RICOLTrainer:
             raise ValueError(
                 f"the action letters {self.task.letters} are not single tokens for {backend.model}"
             )
-        # Adam's moments are not checkpointed (1 GB for 135M parameters): a resumed run starts them afresh.
         opt = torch.optim.Adam([p for p in backend.lm.parameters() if p.requires_grad], lr=cfg.lr)
+        if (self._saved(i) / "optimizer.pt").exists():  # Adam's moments (1 GB for 135M weights)
+            opt.load_state_dict(torch.load(self._saved(i) / "optimizer.pt"))
         metrics_path = self.run_dir / "metrics" / f"seed_{i}.jsonl"
         if metrics_path.exists():  # keep the rows of the iterations the checkpoint holds (all, or none)
             rows = [json.loads(x) for x in metrics_path.read_text().splitlines() if x.strip()]
@@ -312,7 +318,7 @@ class RICOLTrainer:
             row.update(self._evaluate(env, policy, rng, seed, state, iteration=k + 1))
             state["rng"] = rng.bit_generator.state
             self._append(metrics_path, row)
-            self._save(i, backend, state)
+            self._save(i, backend, opt, state)
             self.log(
                 f"seed {i} iteration {k + 1}/{cfg.iterations}: {row['env_steps']} env steps, train success "
                 f"{row['train_success']:.0%}, test success {row['test_success']:.0%}"
