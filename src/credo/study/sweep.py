@@ -1,0 +1,458 @@
+"""credo sweep: every cell of a spec runs as a Ray task, each an ordinary ``credo train`` run.
+
+A sweep directory::
+
+    OUT/<sweep-name>/
+      spec.yaml            the spec as last run
+      sweep.json           every cell: status, attempts, error, log path, seconds (rewritten atomically)
+      logs/<cell>.log      the output of each cell's attempts
+      <cell>/              an ordinary run directory (credo eval, credo train --resume work on it)
+        sweep_cell.json    which sweep and cell it is, and its label (what credo compare groups by)
+
+Why Ray core tasks rather than Ray Tune's ``Tuner``: a cell is already a resumable run with its
+own checkpoints, metrics and summary, so the state of a sweep is the state of its run
+directories. Tune would keep a second, parallel record (trial directories, experiment state) to
+reconcile with ours on every resume, and would run the training inside its trainable's process.
+A task per cell keeps one source of truth and lets Ray do what it is good at: placing cells on the
+cluster's free CPUs/GPUs (``num_cpus``/``num_gpus`` per task), retrying crashed ones
+(``max_retries`` with ``retry_exceptions``) and cancelling them. Each task starts ``credo train``
+as a child process bound to it (it dies with its worker), so a crashing cell cannot take the
+worker, or other cells, with it, and its output goes to its own log file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from credo.study.spec import Cell, SweepSpec
+
+SWEEP_FILE = "sweep.json"
+CELL_FILE = "sweep_cell.json"
+USER_ERROR = 2  # credo's exit status for a bad config or input: retrying cannot help
+
+
+class CellCrashed(RuntimeError):
+    """A cell's process ended with an unexpected status: worth another attempt (it resumes)."""
+
+
+# --- cells on disk ----------------------------------------------------------------------------
+
+
+def cell_status(root: Path, cell: Cell) -> str:
+    """``done`` (it has a summary), ``partial`` (a checkpoint to resume from) or ``new``."""
+    run = root / cell.name
+    if (run / "summary.json").exists():
+        return "done"
+    ckpt = run / "checkpoints"
+    if ckpt.is_dir() and any(ckpt.iterdir()):
+        return "partial"
+    return "new"
+
+
+def cell_argv(root: Path, cell: Cell) -> list[str]:
+    """The ``credo`` arguments that run ``cell`` on from where it is: resume, or start afresh.
+
+    A run cut off before its first checkpoint has nothing to resume: its directory is removed
+    and the cell starts again.
+    """
+    run = root / cell.name
+    if cell_status(root, cell) == "partial":
+        return ["train", "--resume", str(run), "--no-progress"]
+    if run.exists():
+        shutil.rmtree(run)
+    return [*cell.train_args(root), "--no-progress"]
+
+
+def write_cell_marker(root: Path, spec_name: str, cell: Cell) -> None:
+    run = root / cell.name
+    if run.is_dir():
+        doc = {"sweep": spec_name, "cell": cell.name, **cell.to_dict()}
+        _write_json(run / CELL_FILE, doc)
+
+
+def cell_env_steps(root: Path, cell: Cell) -> int:
+    """Env steps trained so far, summed over seeds (the last metrics row of each seed)."""
+    total = 0
+    for path in (root / cell.name / "metrics").glob("seed_*.jsonl"):
+        total += _last_env_steps(path)
+    return total
+
+
+def _last_env_steps(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        try:
+            steps = json.loads(line).get("env_steps")
+        except (json.JSONDecodeError, AttributeError):
+            continue  # a half-written last line
+        if isinstance(steps, (int, float)):
+            return int(steps)
+    return 0
+
+
+def cell_budget(cell: Cell) -> int | None:
+    """Env steps the cell trains in all (seeds x steps per seed); None if its config is invalid."""
+    try:
+        cfg = resolve_config(cell)
+    except Exception:  # noqa: BLE001 - reported where the cell is validated
+        return None
+    steps = getattr(cfg, "total_env_steps", None)
+    return int(steps) * int(cfg.seeds) if steps else None
+
+
+def resolve_config(cell: Cell):
+    """The cell's full config, built as ``credo train`` would build it (raises ConfigError)."""
+    from credo.algos import config_class
+    from credo.cli import config_files
+    from credo.config import load_config
+
+    overrides = cell.set_args()
+    if cell.steps is not None:
+        overrides.append(f"total_env_steps={cell.steps}")
+    if cell.seeds is not None:
+        overrides.append(f"seeds={cell.seeds}")
+    return load_config(
+        config_class(cell.algo),
+        config_files(cell.algo, cell.env),
+        overrides,
+        base={"algo": cell.algo, "env": cell.env},
+    )
+
+
+# --- one cell -----------------------------------------------------------------------------------
+
+
+def run_cell_process(cell_doc: dict, root: str, spec_name: str, cpus: float) -> dict:
+    """Runs one cell as a ``credo train`` child process (the body of the Ray task).
+
+    Returns ``{"status": "done"|"failed", ...}``; raises ``CellCrashed`` for a crash, which Ray
+    retries (the retry resumes from the cell's last checkpoint).
+    """
+    from credo.proc import popen_bounded
+
+    cell = Cell(**cell_doc)
+    root_p = Path(root)
+    log = root_p / "logs" / f"{cell.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    argv = cell_argv(root_p, cell)
+    env = dict(os.environ, XLA_FLAGS=_xla_flags(os.environ.get("XLA_FLAGS", ""), max(1, int(cpus))))
+    t0 = time.time()
+    with open(log, "a") as f:
+        f.write(f"=== {_now()} on {os.uname().nodename}: credo {' '.join(argv)}\n")
+        f.flush()
+        proc = popen_bounded([sys.executable, "-m", "credo.cli", *argv], stdout=f, stderr=subprocess.STDOUT, env=env)
+        rc = proc.wait()
+    write_cell_marker(root_p, spec_name, cell)
+    result = {"status": "done", "returncode": rc, "seconds": time.time() - t0, "log": str(log)}
+    if rc == 0:
+        return result
+    tail = _log_tail(log)
+    if rc == USER_ERROR:
+        return {**result, "status": "failed", "error": tail}
+    raise CellCrashed(f"exit status {rc}: {tail}")
+
+
+def run_cell_inprocess(spec: SweepSpec, root: Path, index: int) -> int:
+    """``credo sweep --index I``: runs cell I in this process (for Slurm arrays and the like)."""
+    from credo import cli
+
+    cell = spec.cell(index)
+    root.mkdir(parents=True, exist_ok=True)
+    status = cell_status(root, cell)
+    if status == "done":
+        print(f"cell {index} ({cell.name}) is done: {root / cell.name}")
+        write_cell_marker(root, spec.name, cell)
+        return 0
+    argv = cell_argv(root, cell)
+    print(f"cell {index} ({cell.name}, {status}): credo {' '.join(argv)}", flush=True)
+    try:
+        return cli.main(argv)
+    finally:
+        write_cell_marker(root, spec.name, cell)
+
+
+# --- the sweep ----------------------------------------------------------------------------------
+
+
+def plan(spec: SweepSpec, out: Path) -> list[dict]:
+    """Every cell with its status on disk (done / partial / new / invalid) and the last run's record."""
+    root = Path(out) / spec.name
+    previous = {c["name"]: c for c in _read_json(root / SWEEP_FILE, {}).get("cells", [])}
+    rows = []
+    for cell in spec.cells:
+        status, error = cell_status(root, cell), None
+        if status != "done":
+            try:
+                resolve_config(cell)
+            except Exception as err:  # noqa: BLE001 - any config error makes the cell invalid
+                status, error = "invalid", str(err)
+        prev = previous.get(cell.name, {})
+        rows.append(
+            {
+                "index": cell.index,
+                "name": cell.name,
+                "label": cell.label,
+                "algo": cell.algo,
+                "env": cell.env,
+                "status": status,
+                "error": error,
+                "last_run": prev.get("status"),
+                "attempts": prev.get("attempts", 0),
+                "log": str(root / "logs" / f"{cell.name}.log"),
+            }
+        )
+    return rows
+
+
+def format_plan(rows: list[dict]) -> str:
+    width = max(len(r["name"]) for r in rows)
+    lines = [f"{'#':>3}  {'cell':{width}}  status   env"]
+    for r in rows:
+        note = ""
+        if r["status"] == "invalid":
+            note = f"  ({r['error'].splitlines()[0]})"
+        elif r["last_run"] == "failed" and r["status"] != "done":
+            note = f"  (failed last time: {r['log']})"
+        lines.append(f"{r['index']:>3}  {r['name']:{width}}  {r['status']:7}  {r['env']}{note}")
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "partial", "new", "invalid")}
+    lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" of {len(rows)} cells")
+    return "\n".join(lines)
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out: str | Path,
+    *,
+    address: str | None = None,
+    max_concurrent: int | None = None,
+    progress: bool | None = None,
+) -> dict:
+    """Runs every cell that is not done; returns the sweep's record (what ``sweep.json`` holds).
+
+    Finished cells are skipped, interrupted ones resume from their checkpoints, crashed ones are
+    retried ``spec.retries`` times, and a failed cell never stops the others.
+    """
+    root = Path(out).resolve() / spec.name
+    root.mkdir(parents=True, exist_ok=True)
+    if spec.source and Path(spec.source).exists():
+        shutil.copyfile(spec.source, root / "spec.yaml")
+    rows = plan(spec, root.parent)
+    record = {"name": spec.name, "spec": spec.source, "started": _now(), "cells": rows}
+    by_name = {r["name"]: r for r in rows}
+    todo = [c for c in spec.cells if by_name[c.name]["status"] in ("partial", "new")]
+    for r in rows:
+        if r["status"] == "invalid":
+            r.update(status="failed", result="invalid config")
+    display = SweepDisplay(spec, root, rows, progress)
+    for r in rows:
+        if r["status"] == "failed":
+            display.event(f"cell {r['index']} {r['name']} failed: invalid config: {r['error']}")
+    _write_json(root / SWEEP_FILE, record)
+    if not todo:
+        display.close()
+        print(display.summary_line())
+        return record
+
+    import ray
+
+    started_ray = not ray.is_initialized()
+    t_ray = time.perf_counter()
+    if started_ray:
+        ray.init(**_ray_init_kwargs(address))
+    record["ray_start_seconds"] = round(time.perf_counter() - t_ray, 2)
+    cpus = ray.cluster_resources().get("CPU", 1)
+    limit = max_concurrent or max(1, int(cpus // max(spec.cpus_per_cell, 1e-9)))
+    task = ray.remote(run_cell_process).options(
+        num_cpus=spec.cpus_per_cell,
+        num_gpus=spec.gpus_per_cell,
+        max_retries=spec.retries,
+        retry_exceptions=[CellCrashed],
+    )
+    display.event(
+        f"sweep {spec.name}: {len(todo)} of {len(spec.cells)} cells to run, at most {limit} at a time "
+        f"(Ray: {cpus:g} CPUs, started in {record['ray_start_seconds']:.1f} s) -> {root}"
+    )
+    pending: dict = {}  # ObjectRef -> cell
+    queue = list(todo)
+    try:
+        while queue or pending:
+            while queue and len(pending) < limit:
+                cell = queue.pop(0)
+                row = by_name[cell.name]
+                row.update(status="running", attempts=row["attempts"] + 1, started=_now())
+                pending[task.remote(cell.to_dict(), str(root), spec.name, spec.cpus_per_cell)] = cell
+                display.event(f"cell {cell.index} {cell.name}: started ({row['log']})")
+            _write_json(root / SWEEP_FILE, record)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+            for ref in ready:
+                cell = pending.pop(ref)
+                row = by_name[cell.name]
+                try:
+                    result = ray.get(ref)
+                except Exception as err:  # noqa: BLE001 - the cell failed after its retries
+                    result = {"status": "failed", "error": _task_error(err)}
+                row.update(status=result["status"], error=result.get("error"), seconds=result.get("seconds"))
+                if result["status"] == "done":
+                    display.event(f"cell {cell.index} {cell.name}: done in {result['seconds']:.0f} s")
+                else:
+                    display.event(f"cell {cell.index} {cell.name}: FAILED, log {row['log']}: {row['error']}")
+            display.update()
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        for cell in pending.values():
+            by_name[cell.name]["status"] = "interrupted"
+        display.event("interrupted: rerun the same command to resume the unfinished cells")
+        raise
+    finally:
+        record["finished"] = _now()
+        _write_json(root / SWEEP_FILE, record)
+        display.close()
+        if started_ray:
+            ray.shutdown()
+    print(display.summary_line())
+    return record
+
+
+def _xla_flags(flags: str, devices: int) -> str:
+    """``flags`` with the host device count set to the cell's CPUs: seeds shard over its own cores."""
+    kept = [f for f in flags.split() if not f.startswith("--xla_force_host_platform_device_count")]
+    return " ".join([*kept, f"--xla_force_host_platform_device_count={devices}"])
+
+
+def _ray_init_kwargs(address: str | None) -> dict:
+    address = address or os.environ.get("RAY_ADDRESS")
+    kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+    if address:
+        return {"address": address, **kwargs}
+    # A fresh local instance even where a cluster runs on this machine: --address picks a cluster.
+    return {"address": "local", "num_cpus": os.cpu_count() or 1, **kwargs}
+
+
+def _task_error(err: Exception) -> str:
+    cause = getattr(err, "cause", None)
+    text = str(cause if cause is not None else err)
+    return text.strip().splitlines()[-1] if text.strip() else type(err).__name__
+
+
+# --- display ------------------------------------------------------------------------------------
+
+
+class SweepDisplay:
+    """Progress across cells: a bar on a terminal, else a line per event and a periodic summary."""
+
+    def __init__(self, spec: SweepSpec, root: Path, rows: list[dict], progress: bool | None):
+        self.root, self.rows, self.spec = root, rows, spec
+        self.cells = {c.name: c for c in spec.cells}
+        self.tty = sys.stdout.isatty() if progress is None else progress
+        budgets = [cell_budget(c) for c in spec.cells]
+        self.total = sum(b for b in budgets if b)
+        self.t0, self.steps0 = time.time(), self.env_steps()
+        self.last_line = self.t0
+        self.bar = None
+        if self.tty:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=self.total or None, initial=self.steps0, unit="step", unit_scale=True, desc=spec.name
+            )
+
+    def env_steps(self) -> int:
+        return sum(cell_env_steps(self.root, c) for c in self.spec.cells)
+
+    def counts(self) -> dict:
+        return {s: sum(r["status"] == s for r in self.rows) for s in ("done", "running", "failed")}
+
+    def status_text(self) -> str:
+        c = self.counts()
+        return f"{c['done']}/{len(self.rows)} done, {c['running']} running, {c['failed']} failed"
+
+    def eta(self, steps: int) -> str:
+        rate = (steps - self.steps0) / max(time.time() - self.t0, 1e-9)
+        if not self.total or rate <= 0:
+            return "ETA ?"
+        return f"ETA {_duration(max(self.total - steps, 0) / rate)}"
+
+    def event(self, text: str) -> None:
+        line = f"[{dt.datetime.now().strftime('%H:%M:%S')}] {text}"
+        if self.bar is not None:
+            self.bar.write(line)
+        else:
+            print(line, flush=True)
+
+    def update(self) -> None:
+        steps = self.env_steps()
+        if self.bar is not None:
+            self.bar.update(steps - self.bar.n)
+            self.bar.set_postfix_str(self.status_text())
+        elif time.time() - self.last_line >= 30:
+            self.last_line = time.time()
+            self.event(f"{self.status_text()}; {_si(steps)} of {_si(self.total)} env steps; {self.eta(steps)}")
+
+    def summary_line(self) -> str:
+        failed = [r for r in self.rows if r["status"] == "failed"]
+        text = f"sweep {self.spec.name}: {self.status_text()} ({self.root})"
+        for r in failed:
+            text += f"\n  failed: cell {r['index']} {r['name']}: {(r.get('error') or '').splitlines()[-1:] or ''} log: {r['log']}"
+        return text
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.update()
+            self.bar.close()
+            self.bar = None
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def _log_tail(log: Path, lines: int = 3) -> str:
+    try:
+        text = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path, default):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return default
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _si(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return f"{n:.0f}"
