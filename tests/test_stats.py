@@ -15,6 +15,9 @@ from credo.stats import (
     bootstrap_band,
     iqm,
     min_max_normalise,
+    optimality_gap,
+    performance_profile,
+    plot_bands,
     plot_learning_curves,
     probability_of_improvement,
     stratified_bootstrap_ci,
@@ -373,6 +376,60 @@ def test_plot_rejects_bad_input(tmp_path):
         plot_learning_curves({}, tmp_path / "a.png")
     with pytest.raises(ValueError, match=r"x of shape \[n_points\].*got x \(3,\) and ys \(2, 4\)"):
         plot_learning_curves({"a": (np.arange(3), np.zeros((2, 4)))}, tmp_path / "a.png")
+
+
+# --- optimality gap and performance profiles ----------------------------------------
+
+
+def test_optimality_gap_hand_computed():
+    assert optimality_gap([1.0, 1.0, 1.0]) == 0.0
+    assert optimality_gap([0.0, 0.5, 2.0]) == pytest.approx((1.0 + 0.5 + 0.0) / 3)  # above 1 counts as 1
+    assert optimality_gap([0.2, 0.4], gamma=0.5) == pytest.approx((0.3 + 0.1) / 2)
+    with pytest.raises(ValueError, match="non-empty 1-D"):
+        optimality_gap([])
+
+
+def test_optimality_gap_ci_vectorised_matches_generic():
+    x = np.random.default_rng(3).uniform(-0.5, 1.5, size=(7, 3))
+    fast = stratified_bootstrap_ci(x, optimality_gap, n_boot=300, seed=1)
+    slow = stratified_bootstrap_ci(x, lambda v: optimality_gap(v), n_boot=300, seed=1)
+    assert fast == pytest.approx(slow)
+    assert fast[0] == pytest.approx(np.maximum(1 - x, 0).mean())
+
+
+def test_performance_profile_hand_computed_and_band():
+    scores = np.array([[0.1, 0.0], [0.5, 1.0], [0.9, 1.0], [0.3, 0.2]])  # 4 runs, 2 tasks
+    taus = np.array([-1.0, 0.0, 0.2, 0.5, 1.0])
+    prof, low, high = performance_profile(scores, taus, n_boot=500, seed=0)
+    # fraction of runs strictly above tau, per task, then averaged over tasks
+    expected = [np.mean([(scores[:, t] > tau).mean() for t in range(2)]) for tau in taus]
+    np.testing.assert_allclose(prof, expected)
+    assert prof[0] == 1.0 and prof[-1] == 0.0
+    assert np.all(low <= prof + 1e-12) and np.all(prof <= high + 1e-12)
+    assert np.all(np.diff(prof) <= 0)  # a profile never rises with tau
+    # the band is rliable's: stratified resamples of the runs
+    boot = stratified_resample(scores, n_boot=500, seed=0)
+    fr = np.array([[np.mean([(b[:, t] > tau).mean() for t in range(2)]) for tau in taus] for b in boot])
+    np.testing.assert_allclose(low, np.percentile(fr, 2.5, axis=0))
+    np.testing.assert_allclose(high, np.percentile(fr, 97.5, axis=0))
+    one, lo1, hi1 = performance_profile([0.4], taus)
+    np.testing.assert_array_equal(one, lo1) and np.testing.assert_array_equal(one, hi1)
+    with pytest.raises(ValueError, match="taus"):
+        performance_profile(scores, [])
+
+
+def test_plot_bands_writes_png(tmp_path):
+    x = np.linspace(0, 1, 11)
+    panels = {
+        "env a": {"qmix": (x, x, x - 0.1, x + 0.1), "vdn": (x[:5], x[:5], x[:5], x[:5])},
+        "env b": {"qmix": (x, 1 - x, 0.9 - x, 1.1 - x)},
+    }
+    out = plot_bands(panels, tmp_path / "p" / "bands.png", "tau", "fraction", drawstyle="steps-post")
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+    with pytest.raises(ValueError, match="1-D of one length"):
+        plot_bands({"a": {"q": (x, x[:3], x, x)}}, tmp_path / "b.png", "x", "y")
+    with pytest.raises(ValueError, match="at least one title"):
+        plot_bands({}, tmp_path / "b.png", "x", "y")
 
 
 # --- bad input --------------------------------------------------------------------

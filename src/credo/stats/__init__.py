@@ -1,7 +1,8 @@
 """Statistics for comparing RL methods over seeds and tasks (rliable-style).
 
 Interquartile mean, stratified bootstrap confidence intervals, probability of
-improvement, min-max normalisation, learning-curve bands and plots; see
+improvement, min-max normalisation, optimality gap, performance profiles,
+learning-curve bands and plots; see
 :mod:`credo.stats.aggregate` and :mod:`credo.stats.plots`.
 """
 
@@ -10,17 +11,22 @@ from credo.stats.aggregate import (
     bootstrap_band,
     iqm,
     min_max_normalise,
+    optimality_gap,
+    performance_profile,
     probability_of_improvement,
     stratified_bootstrap_ci,
     stratified_resample,
 )
-from credo.stats.plots import plot_learning_curves
+from credo.stats.plots import plot_bands, plot_learning_curves
 
 __all__ = [
     "aggregate_summary",
     "bootstrap_band",
     "iqm",
     "min_max_normalise",
+    "optimality_gap",
+    "performance_profile",
+    "plot_bands",
     "plot_learning_curves",
     "probability_of_improvement",
     "stratified_bootstrap_ci",

@@ -10,7 +10,8 @@ the MARL evaluation protocol of Gorsane et al. (2022) (marl-eval):
   replacement independently within each task, so every resample keeps the
   task mix of the experiment;
 * the probability of improvement P(X > Y), averaged over tasks;
-* bootstrap bands for learning curves.
+* bootstrap bands for learning curves;
+* the optimality gap and performance profiles (run-score distributions).
 
 Everything takes NumPy arrays (or anything ``np.asarray`` accepts) and returns
 plain Python floats or NumPy arrays. Only NumPy is used, so the module imports
@@ -39,6 +40,8 @@ __all__ = [
     "bootstrap_band",
     "iqm",
     "min_max_normalise",
+    "optimality_gap",
+    "performance_profile",
     "probability_of_improvement",
     "stratified_bootstrap_ci",
     "stratified_resample",
@@ -154,11 +157,40 @@ def iqm(scores: ArrayLike) -> float:
     return float(_trim_mean_rows(arr[None, :])[0])
 
 
+def optimality_gap(scores: ArrayLike, gamma: float = 1.0) -> float:
+    """Optimality gap: how far the scores fall short of a target, on average.
+
+    ``mean(max(gamma - scores, 0))``, rliable's definition (Agarwal et al. 2021):
+    scores above ``gamma`` count as reaching it, not as exceeding it, so one run
+    far above the target cannot hide others below it. Lower is better; 0 means
+    every run reached ``gamma``. Meant for normalised scores (``gamma = 1`` the
+    reference score, see :func:`min_max_normalise`). As a ``statistic`` of
+    :func:`stratified_bootstrap_ci` the default ``gamma`` is vectorised; a
+    ``functools.partial`` with another ``gamma`` takes the slower generic path.
+
+    Args:
+        scores: ``[n]`` scores, ``n >= 1``, no NaN.
+        gamma: the target score.
+
+    Returns:
+        The gap as a Python float (``>= 0``).
+
+    Raises:
+        ValueError: if ``scores`` is not 1-D, is empty or contains NaN.
+    """
+    arr = _as_float_array(scores, "scores")
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"optimality_gap expects a non-empty 1-D array of scores [n], got shape {arr.shape}")
+    _check_no_nan(arr, "scores")
+    return float(np.maximum(float(gamma) - arr, 0.0).mean())
+
+
 # Statistics with a vectorised form over the rows of [n_boot, n] resamples.
 _VECTORISED: dict[Callable[..., Any], Callable[[np.ndarray], np.ndarray]] = {
     iqm: _trim_mean_rows,
     np.mean: lambda rows: rows.mean(axis=1),
     np.median: lambda rows: np.median(rows, axis=1),
+    optimality_gap: lambda rows: np.maximum(1.0 - rows, 0.0).mean(axis=1),
 }
 
 
@@ -369,6 +401,62 @@ def min_max_normalise(scores: ArrayLike, low: ArrayLike, high: ArrayLike) -> np.
         pairs = ", ".join(f"task {t}: low={lo_b[t]:g}, high={hi_b[t]:g}" for t in bad[:5])
         raise ValueError(f"min_max_normalise needs high > low for every task; violated for {pairs}")
     return (s - lo) / (hi - lo)
+
+
+# --- performance profiles -----------------------------------------------------------
+
+
+def performance_profile(
+    scores: ArrayLike,
+    taus: ArrayLike,
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: Seed = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Performance profile (run-score distribution) with a stratified bootstrap band.
+
+    For each threshold ``tau``, the fraction of runs whose score exceeds it
+    (strictly), averaged over tasks: rliable's ``run_score_distribution``
+    (Agarwal et al. 2021, Fig. 3). A curve that lies above another everywhere
+    is stochastically dominant. The band comes from stratified resamples
+    (:func:`stratified_resample`: runs redrawn within each task); with one run
+    it collapses onto the profile. Normalise scores across tasks first
+    (:func:`min_max_normalise`) when their scales differ.
+
+    Args:
+        scores: ``[n_runs]`` (one task) or ``[n_runs, n_tasks]``; no NaN.
+        taus: 1-D thresholds (any order).
+        n_boot, confidence, seed: as in :func:`stratified_bootstrap_ci`.
+
+    Returns:
+        ``(profile, low, high)``, each a float array of shape ``[n_taus]`` in ``[0, 1]``.
+
+    Raises:
+        ValueError: on wrong dimensions, empty input, NaN, or ``taus`` not a
+            non-empty 1-D array of finite values.
+    """
+    _check_boot_args(n_boot, confidence)
+    arr = _as_runs_by_tasks(scores)
+    t = _as_float_array(taus, "taus")
+    if t.ndim != 1 or t.size == 0 or not np.isfinite(t).all():
+        raise ValueError(f"taus must be a non-empty 1-D array of finite thresholds, got shape {t.shape}")
+    n_runs, n_tasks = arr.shape
+
+    def fraction_above(rows: np.ndarray) -> np.ndarray:  # rows [..., n_runs, n_tasks] -> [..., n_taus]
+        srt = np.sort(rows, axis=-2)
+        flat = srt.reshape(-1, n_runs, n_tasks)
+        out = np.empty((flat.shape[0], t.size))
+        for k in range(flat.shape[0]):
+            below = np.stack([np.searchsorted(flat[k, :, j], t, side="right") for j in range(n_tasks)])
+            out[k] = (1.0 - below / n_runs).mean(axis=0)
+        return out.reshape(*rows.shape[:-2], t.size)
+
+    profile = fraction_above(arr)
+    if n_runs == 1:
+        return profile, profile.copy(), profile.copy()
+    boot = fraction_above(stratified_resample(arr, n_boot=n_boot, seed=seed))  # [n_boot, n_taus]
+    low, high = _percentile_interval(boot, confidence)
+    return profile, np.asarray(low, float), np.asarray(high, float)
 
 
 # --- learning curves ----------------------------------------------------------------

@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike
 
 from credo.stats.aggregate import bootstrap_band
 
-__all__ = ["plot_learning_curves"]
+__all__ = ["plot_bands", "plot_learning_curves"]
 
 
 def plot_learning_curves(
@@ -90,6 +90,74 @@ def plot_learning_curves(
         ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small", frameon=False)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out
+
+
+def plot_bands(
+    panels: Mapping[str, Mapping[str, tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike]]],
+    path: str | os.PathLike[str],
+    xlabel: str,
+    ylabel: str,
+    *,
+    suptitle: str | None = None,
+    drawstyle: str = "default",
+) -> Path:
+    """Lines with precomputed shaded bands, one subplot per panel, saved as a PNG.
+
+    For statistics whose band is computed elsewhere: IQM sample-efficiency
+    curves (a stratified-bootstrap CI at each point) or performance profiles
+    (:func:`credo.stats.performance_profile`). A label keeps its colour across
+    panels. NaNs leave gaps.
+
+    Args:
+        panels: ``{panel title: {label: (x, y, low, high)}}``, each array of shape
+            ``[n_points]`` (points may differ between labels).
+        path: where to write the PNG; missing parent directories are created.
+        xlabel, ylabel: axis labels (the same in every panel).
+        suptitle: optional title over all panels.
+        drawstyle: matplotlib's line draw style, e.g. ``"steps-post"`` for profiles.
+
+    Returns:
+        ``path`` as a ``pathlib.Path``.
+
+    Raises:
+        ValueError: if there is no panel, a panel has no line, or an entry's shapes differ.
+    """
+    if not panels or not all(panels.values()):
+        raise ValueError("panels must map at least one title to a non-empty {label: (x, y, low, high)}")
+    n = len(panels)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(5.2 * cols, 3.9 * rows), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    colours: dict[str, str] = {}
+    cycle = iter(f"C{i % 10}" for i in range(10**6))
+    for k, (title, lines) in enumerate(panels.items()):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        for label, entry in lines.items():
+            try:
+                x, y, lo, hi = (np.asarray(a, dtype=np.float64) for a in entry)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{title!r}/{label!r}: expected (x, y, low, high)") from e
+            if not (x.ndim == 1 and x.shape == y.shape == lo.shape == hi.shape and x.size):
+                raise ValueError(
+                    f"{title!r}/{label!r}: x, y, low and high must be 1-D of one length >= 1, got "
+                    f"{x.shape}, {y.shape}, {lo.shape}, {hi.shape}"
+                )
+            colour = colours.setdefault(label, next(cycle))
+            ax.plot(x, y, label=label, color=colour, linewidth=1.8, drawstyle=drawstyle)
+            step = {"steps-post": "post", "steps-pre": "pre", "steps-mid": "mid"}.get(drawstyle)
+            ax.fill_between(x, lo, hi, color=colour, alpha=0.22, linewidth=0, step=step)
+        ax.set_title(title, fontsize="medium")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize="small", frameon=False)
+    if suptitle:
+        fig.suptitle(suptitle)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")
