@@ -295,7 +295,7 @@ def compare(
                     **_summaries(vals, _normalise(vals, low, high), n_boot, seed),
                 }
             )
-        rows.sort(key=lambda row: (-row["iqm"]["point"], row["label"]))
+        rows.sort(key=lambda row: (-row["iqm"]["point"], -row["mean"]["point"], row["label"]))
         order = [row["label"] for row in rows]
         scores = {row["label"]: np.array(row["per_seed"], float) for row in rows}
         pois = _poi_rows(scores, order, baseline if baseline in scores else None, n_boot, seed)
@@ -365,7 +365,7 @@ def _aggregate(result, envs, bounds, baseline, n_boot, seed, tell) -> dict[str, 
                 **_summaries(m, m, n_boot, seed),
             }
         )
-    rows.sort(key=lambda row: (-row["iqm"]["point"], row["label"]))
+    rows.sort(key=lambda row: (-row["iqm"]["point"], -row["mean"]["point"], row["label"]))
     order = [row["label"] for row in rows]
     pois = _poi_rows(matrices, order, baseline if baseline in matrices else None, n_boot, seed)
     if baseline is not None and baseline not in matrices:
@@ -498,17 +498,20 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     paths[0].write_text(render_markdown(result), encoding="utf-8")
     paths[1].write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     m = result["metric"]
+
+    def named(block: dict, label: str) -> str:
+        n = next(g["n_seeds"] for g in block["groups"] if g["label"] == label)
+        return f"{label} (n={n})"
+
+    def bands(block: dict, key: str, x: str, y: str) -> dict:
+        return {named(block, k): (v[x], v[y], v["low"], v["high"]) for k, v in block[key].items()}
+
     profiles = {
-        env: {
-            k: (v["tau"], v["profile"], v["low"], v["high"]) for k, v in block["performance_profiles"].items()
-        }
-        for env, block in result["envs"].items()
+        env: bands(block, "performance_profiles", "tau", "profile") for env, block in result["envs"].items()
     }
     agg = result.get("aggregate")
     if agg and agg["groups"]:
-        profiles["all envs (normalised)"] = {
-            k: (v["tau"], v["profile"], v["low"], v["high"]) for k, v in agg["performance_profiles"].items()
-        }
+        profiles["all envs (normalised)"] = bands(agg, "performance_profiles", "tau", "profile")
     paths.append(
         stats.plot_bands(
             profiles,
@@ -519,10 +522,7 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
             drawstyle="steps-post",
         )
     )
-    curves = {
-        env: {k: (v["steps"], v["iqm"], v["low"], v["high"]) for k, v in block["sample_efficiency"].items()}
-        for env, block in result["envs"].items()
-    }
+    curves = {env: bands(block, "sample_efficiency", "steps", "iqm") for env, block in result["envs"].items()}
     paths.append(
         stats.plot_bands(
             curves,

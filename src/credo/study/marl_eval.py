@@ -17,9 +17,11 @@ with ``absolute_metrics`` the last key of every run. From credo:
   when two runs of one label share a seed;
 * ``step_<k>``: the k-th evaluation, ``step_count`` its env steps. Metrics: ``return`` (per-episode
   test returns), ``win_rate`` (per-episode 0/1 wins, where the env reports them),
-  ``success_rate`` (RICOL's ``test_success``), ``episode_length``, and any other numeric ``test_<name>`` as ``<name>``.
-  Evaluation rows without per-episode lists (older runs, or metrics kept only as means) give the
-  mean as a one-element list, which marl-eval accepts; the export says which runs did;
+  ``success_rate`` (RICOL's ``test_success``), ``episode_length`` (``test_length``), and any
+  other numeric ``test_<name>`` as ``<name>``.
+  Evaluation rows without per-episode lists (older runs; ``test_length`` and RICOL's metrics, which
+  are only kept as means) give the mean as a one-element list, which marl-eval accepts; the export
+  says which runs' returns, wins or successes came as means only;
 * ``absolute_metrics``: the final evaluation's values. marl-eval's absolute metric re-evaluates the
   best policy with 10x the episodes; credo does not, so treat it as the final score.
 
@@ -42,6 +44,8 @@ from credo.study.runs import Run, episode_key, load_runs
 __all__ = ["cmd_export_marl_eval", "export_marl_eval", "load_marl_eval", "marl_eval_data", "metric_name"]
 
 ABSOLUTE = "absolute_metrics"
+# Metrics a run may keep per episode; the others (test_length, ...) are always exported as means.
+_PER_EPISODE = ("test_return", "test_won", "test_success")
 _NAMES = {
     "test_return": "return",
     "test_won": "win_rate",
@@ -66,7 +70,8 @@ def _step_entry(row: dict[str, Any], metrics: list[str], means_only: set[str]) -
             entry[metric_name(m)] = [float(x) for x in episodes]
         else:
             entry[metric_name(m)] = [float(row[m])]
-            means_only.add(m)
+            if m in _PER_EPISODE:
+                means_only.add(m)
     return entry
 
 
