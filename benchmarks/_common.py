@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata as md
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -15,31 +13,25 @@ CREDO = [sys.executable, "-m", "credo.cli"]
 
 
 def version(pkg: str) -> str:
-    try:
-        return md.version(pkg)
-    except md.PackageNotFoundError:
-        return "not installed"
+    from credo.engine.metadata import version as _version
+
+    return _version(pkg)
 
 
 def machine() -> dict:
-    import jax
+    """The machine and versions (collected by ``credo.engine.metadata``, as in a run's metadata.json)."""
+    from credo.engine import metadata
 
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    m = metadata.machine()
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
+        "cpu": m["cpu"],
+        "cores": m["cores"],
+        "platform": m["platform"],
+        "python": m["python"],
         "jax": version("jax"),
-        "jax_backend": jax.default_backend(),
-        "jax_devices": jax.local_device_count(),
+        "jax_backend": m["jax_backend"],
+        "jax_devices": m["device_count"],
+        "device_kind": m["device_kind"],
         "jumanji": version("jumanji"),
         "load_average_1m": os.getloadavg()[0],  # other work on the machine while measuring
         "lbforaging": version("lbforaging"),
