@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import jax.numpy as jnp
+
+LoggerName = Literal["csv", "tensorboard", "wandb"]  # the backends of credo.engine.loggers
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class RunConfig:
     test_episodes: int = 100  # episodes per evaluation
     log_interval: int = 10_000  # env steps per jitted chunk: the granularity of logs and progress
     save_interval: int = 200_000  # env steps between checkpoints (also saved at the end and on Ctrl-C)
+    logger: list[LoggerName] = field(default_factory=list)  # copies of the metrics: csv, tensorboard, wandb
 
 
 def update_moments(stats, rewards, mask):

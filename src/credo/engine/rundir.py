@@ -1,9 +1,14 @@
-"""One directory per run: config, per-seed metrics, checkpoints, learning curve and summary.
+"""One directory per run: config, metadata, per-seed metrics, checkpoints, logs, learning curve, summary.
 
 runs/qmix-lbf-Foraging-8x8-2p-3f-v3-20261122-101500/
   config.yaml              the resolved config (what `--resume` rebuilds the run from)
-  metrics/seed_0.jsonl     one row per chunk (training) and per evaluation (test_* fields)
+  metadata.json            command line, credo version and git commit, library versions, devices,
+                           host, start time (UTC); one `resumes` entry per resume (engine/metadata.py)
+  metrics/seed_0.jsonl     the source of truth: one row per chunk (training) and one per evaluation
+                           (eval_index, test_return, test_length[, test_won] as means, and
+                           test_episode_returns[, test_episode_won]: one value per test episode)
   checkpoints/last.npz     the latest checkpoint, written atomically
+  logs/                    with `logger`: seed_0.csv, tensorboard/seed_0/, wandb/ (engine/loggers.py)
   learning_curve.png       test return over env steps: mean and 95% bootstrap band over seeds
   summary.json             final test return per seed, IQM with 95% CI, throughput
 """
@@ -24,6 +29,7 @@ from credo import stats
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.loggers: list = []  # backends of credo.engine.loggers, open between start() and close()
 
     @classmethod
     def create(cls, cfg, base: str | Path = "runs", name: str | None = None) -> RunDir:
@@ -47,6 +53,25 @@ class RunDir:
     def _append(self, i: int, row: dict) -> None:
         with open(self.seed_file(i), "a") as f:
             f.write(json.dumps(row) + "\n")
+        for lg in self.loggers:
+            lg.log(i, row["env_steps"], row)
+
+    def start(self, cfg, chunk: int, n_evals: int, n_seeds: int) -> None:
+        """A run starts or resumes at (``chunk``, ``n_evals``): records ``metadata.json``, drops the
+        rows written after that checkpoint and opens the ``cfg.logger`` backends."""
+        from credo.engine import loggers, metadata
+
+        metadata.record(self.path)
+        previous = [self.rows(i) for i in range(n_seeds)]
+        self.truncate_metrics(chunk, n_evals)
+        history = [self.rows(i) for i in range(n_seeds)]
+        self.loggers = loggers.open_loggers(getattr(cfg, "logger", []), self.path, cfg, history, previous)
+
+    def close(self) -> None:
+        """Closes the logger backends (the JSONL files need nothing)."""
+        loggers, self.loggers = self.loggers, []
+        for lg in loggers:
+            lg.close()
 
     def rows(self, i: int) -> list[dict]:
         p = self.seed_file(i)
@@ -87,10 +112,13 @@ class RunDir:
                 row[k] = float(np.nanmean(v)) if np.any(np.isfinite(v)) else None
             self._append(i, row)
 
-    def write_eval(self, entry: dict, index: int) -> None:
+    def write_eval(self, entry: dict, index: int, episodes: dict | None = None) -> None:
+        """One evaluation row per seed: the means of ``entry`` (as kept in the checkpoint's meta)
+        and the per-episode lists of ``episodes`` (``test_episode_returns``: [seeds][episodes])."""
         for i, steps in enumerate(entry["env_steps"]):
             row = {"chunk": entry["chunk"], "eval_index": index, "env_steps": steps}
             row.update({k: v[i] for k, v in entry.items() if k.startswith("test_")})
+            row.update({k: v[i] for k, v in (episodes or {}).items()})
             self._append(i, row)
 
     def finish(self, trainer, env_steps, meta: dict) -> dict:

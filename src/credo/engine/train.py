@@ -25,6 +25,7 @@ import credo.envs as envs
 from credo.algos import make_learner
 from credo.algos.common import RunConfig
 from credo.buffers.episode import EpisodeBuffer, buffer_add, buffer_init, buffer_sample
+from credo.engine import loggers
 from credo.engine.checkpoint import load_checkpoint, save_checkpoint
 from credo.engine.collect import collect_host, has_win_flag, make_collector
 from credo.engine.rundir import RunDir
@@ -50,6 +51,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: RunConfig):
+        loggers.check(cfg.logger)  # an unknown or uninstalled backend fails before anything is built
         self.cfg = cfg
         self.env = envs.make(cfg.env, **cfg.env_kwargs)
         self.spec = self.env.spec
@@ -251,7 +253,14 @@ class Trainer:
                 "train_steps": 0,
                 "compile_seconds": 0.0,
             }
-        run_dir.truncate_metrics(meta["chunk"], len(meta["evals"]))
+        run_dir.start(cfg, meta["chunk"], len(meta["evals"]), len(self.seeds))
+        try:
+            return self._run(run_dir, state, meta, max_chunks, progress)
+        finally:
+            run_dir.close()
+
+    def _run(self, run_dir: RunDir, state: TrainState, meta: dict, max_chunks, progress) -> dict | None:
+        cfg = self.cfg
         chunk_fn = self._chunk if self.is_jax else self._host_chunk
         # The device copy is the truth (donated to each chunk); only counters come
         # back each chunk, the whole state (replay buffer included) only for checkpoints.
@@ -317,16 +326,20 @@ class Trainer:
     def _record_eval(self, dev: TrainState, meta: dict, run_dir: RunDir) -> None:
         stats = self.evaluate(dev.learner.params, len(meta["evals"]))
         steps = self.from_devices(dev.env_steps)
+        returns = np.asarray(stats.returns, np.float64)  # [seeds, test_episodes]
         entry = {
             "chunk": meta["chunk"],
             "env_steps": steps.tolist(),
-            "test_return": np.asarray(stats.returns).mean(1).tolist(),
+            "test_return": returns.mean(1).tolist(),
             "test_length": np.asarray(stats.lengths).mean(1).tolist(),
         }
+        # Per-episode results go to the metrics rows only: meta (the checkpoint's JSON) keeps the means.
+        episodes = {"test_episode_returns": [[float(f"{x:.6g}") for x in r] for r in returns]}
         if self.with_won:
             entry["test_won"] = np.asarray(stats.won).mean(1).tolist()
+            episodes["test_episode_won"] = np.asarray(stats.won).astype(int).tolist()
         meta["evals"].append(entry)
-        run_dir.write_eval(entry, len(meta["evals"]) - 1)
+        run_dir.write_eval(entry, len(meta["evals"]) - 1, episodes)
         while meta["next_test"] <= int(steps.min()):
             meta["next_test"] += self.cfg.test_interval
 

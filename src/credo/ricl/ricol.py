@@ -23,7 +23,7 @@ This time, I will maintain/change the selected action.", right with probability
 ``feedback_accuracy`` against the expert's action (the exact solver on Key-Door,
 minigrid's BabyAI bot on BabyAI).
 
-Runs write the usual run directory: ``config.yaml``, ``metrics/seed_i.jsonl``
+Runs write the usual run directory: ``config.yaml``, ``metadata.json``, ``metrics/seed_i.jsonl``
 (one row per iteration), ``checkpoints/seed_i/`` (the fine-tuned weights or
 adapters, Adam's moments and the trainer state, replaced atomically: a resumed
 run takes the same steps as an unbroken one), ``llm/`` (the reflector's
@@ -351,6 +351,9 @@ class RICOLTrainer:
             "env_steps": state["env_steps"],
             "test_success": float(np.mean([e.success for e in eps])),
             "test_return": float(np.mean([e.ret for e in eps])),
+            # per episode, as the engine's evaluation rows (won: the episode's success, 0/1)
+            "test_episode_returns": [float(f"{e.ret:.6g}") for e in eps],
+            "test_episode_won": [int(bool(e.success)) for e in eps],
             "test_expert_prob": float(np.mean(expert_p)) if expert_p else None,
             "seconds_eval": time.perf_counter() - t0,
         }
@@ -508,6 +511,10 @@ class RICOLTrainer:
     # --- the whole run ---
 
     def run(self) -> dict:
+        from credo.engine import metadata
+
+        # No JAX devices (JAX on a GPU would take the memory torch needs); torch's versions instead.
+        metadata.record(self.run_dir, jax_devices=False, libraries=("torch", "transformers", "peft", "numpy"))
         for i in range(self.cfg.seeds):
             self.run_seed(i)
         return self.finish()
