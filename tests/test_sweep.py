@@ -194,7 +194,9 @@ def test_dry_run_runs_nothing_and_index_runs_exactly_one_cell(tmp_path):
 
 def test_an_interrupted_sweep_resumes_its_cells_from_their_checkpoints(tmp_path):
     # Long enough cells that the sweep is interrupted while they train.
-    spec = _spec(tmp_path, _sweep_doc(steps=60_000, set={**TINY, "save_interval": 2000, "test_interval": 20_000}))
+    spec = _spec(
+        tmp_path, _sweep_doc(steps=60_000, set={**TINY, "save_interval": 2000, "test_interval": 20_000})
+    )
     root = tmp_path / "runs" / "tiny"
     proc = subprocess.Popen(
         [sys.executable, "-m", "credo.cli", "sweep", str(spec), "--out", "runs", "--no-progress"],

@@ -102,7 +102,9 @@ class SweepSpec:
 
     def cell(self, index: int) -> Cell:
         if not 0 <= index < len(self.cells):
-            raise SpecError(f"--index {index} is out of range: this sweep has cells 0..{len(self.cells) - 1}.")
+            raise SpecError(
+                f"--index {index} is out of range: this sweep has cells 0..{len(self.cells) - 1}."
+            )
         return self.cells[index]
 
 
@@ -128,7 +130,9 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
             raise SpecError(f"{source}: unknown key {key!r}.{hint} Keys: {', '.join(SPEC_KEYS)}.")
     name = raw.get("name") or Path(source).stem
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-        raise SpecError(f"{source}: name must be letters, digits, '.', '_' or '-' (it names a directory), got {name!r}.")
+        raise SpecError(
+            f"{source}: name must be letters, digits, '.', '_' or '-' (it names a directory), got {name!r}."
+        )
     seeds = _positive_int(raw.get("seeds"), "seeds", source)
     steps = _positive_int(raw.get("steps"), "steps", source)
     common = _mapping(raw.get("set"), "set", source)
@@ -153,7 +157,9 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
 
     excludes = raw.get("exclude") or []
     if not isinstance(excludes, list) or not all(isinstance(e, dict) for e in excludes):
-        raise SpecError(f"{source}: exclude must be a list of mappings such as {{algo: vdn, grid: {{lr: 0.001}}}}.")
+        raise SpecError(
+            f"{source}: exclude must be a list of mappings such as {{algo: vdn, grid: {{lr: 0.001}}}}."
+        )
 
     cells: list[Cell] = []
     keys = list(grid)
@@ -176,7 +182,9 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
             raise SpecError(f"{where} needs at least algo: and env:, got {inc!r}.")
         unknown = set(inc) - {"algo", "env", "set", "label", "seeds", "steps"}
         if unknown:
-            raise SpecError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; use algo, env, set, label, seeds, steps.")
+            raise SpecError(
+                f"{where}: unknown key(s) {', '.join(sorted(unknown))}; use algo, env, set, label, seeds, steps."
+            )
         extra = _mapping(inc.get("set"), f"include[{i}].set", source)
         label = inc.get("label") or inc["algo"] + (
             "[" + ",".join(f"{k}={_yaml_text(v, flow=True)}" for k, v in extra.items()) + "]" if extra else ""
@@ -195,7 +203,9 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
     names = [c.name for c in cells]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise SpecError(f"{source}: several cells would share the run directory {dupes[0]!r}; give them distinct labels.")
+        raise SpecError(
+            f"{source}: several cells would share the run directory {dupes[0]!r}; give them distinct labels."
+        )
     search = raw.get("search")
     if search is not None and not isinstance(search, dict):
         raise SpecError(f"{source}: search must be a mapping (see docs/studies.md), got {search!r}.")
@@ -240,16 +250,22 @@ def _algo_labels(value, source: str, required: bool) -> dict[str, tuple[str, dic
         value = [value]
     if isinstance(value, list):
         if not all(isinstance(a, str) for a in value):
-            raise SpecError(f"{source}: algos must be names or a mapping label -> {{algo, set}}, got {value!r}.")
+            raise SpecError(
+                f"{source}: algos must be names or a mapping label -> {{algo, set}}, got {value!r}."
+            )
         return {a: (a, {}) for a in value}
     if isinstance(value, dict):
         out = {}
         for label, body in value.items():
             if not isinstance(body, dict) or "algo" not in body:
-                raise SpecError(f"{source}: algos.{label} must be a mapping with algo: NAME (and optional set:), got {body!r}.")
+                raise SpecError(
+                    f"{source}: algos.{label} must be a mapping with algo: NAME (and optional set:), got {body!r}."
+                )
             unknown = set(body) - {"algo", "set"}
             if unknown:
-                raise SpecError(f"{source}: algos.{label}: unknown key(s) {', '.join(sorted(unknown))}; use algo and set.")
+                raise SpecError(
+                    f"{source}: algos.{label}: unknown key(s) {', '.join(sorted(unknown))}; use algo and set."
+                )
             out[str(label)] = (body["algo"], _mapping(body.get("set"), f"algos.{label}.set", source))
         return out
     raise SpecError(f"{source}: algos must be a list of names or a mapping, got {value!r}.")
@@ -274,6 +290,11 @@ def _positive_int(value, key: str, source: str) -> int | None:
 
 
 def _positive_number(value, key: str, source: str, zero: bool = False) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or (value == 0 and not zero):
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or value < 0
+        or (value == 0 and not zero)
+    ):
         raise SpecError(f"{source}: {key} must be a number {'>= 0' if zero else '> 0'}, got {value!r}.")
     return value

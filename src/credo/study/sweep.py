@@ -143,6 +143,7 @@ def run_cell_process(cell_doc: dict, root: str, spec_name: str, cpus: float) -> 
     """
     from credo.proc import popen_bounded
 
+    task_started = time.time()
     cell = Cell(**cell_doc)
     root_p = Path(root)
     log = root_p / "logs" / f"{cell.name}.log"
@@ -153,10 +154,18 @@ def run_cell_process(cell_doc: dict, root: str, spec_name: str, cpus: float) -> 
     with open(log, "a") as f:
         f.write(f"=== {_now()} on {os.uname().nodename}: credo {' '.join(argv)}\n")
         f.flush()
-        proc = popen_bounded([sys.executable, "-m", "credo.cli", *argv], stdout=f, stderr=subprocess.STDOUT, env=env)
+        proc = popen_bounded(
+            [sys.executable, "-m", "credo.cli", *argv], stdout=f, stderr=subprocess.STDOUT, env=env
+        )
         rc = proc.wait()
     write_cell_marker(root_p, spec_name, cell)
-    result = {"status": "done", "returncode": rc, "seconds": time.time() - t0, "log": str(log)}
+    result = {
+        "status": "done",
+        "returncode": rc,
+        "seconds": time.time() - t0,
+        "task_started": task_started,
+        "log": str(log),
+    }
     if rc == 0:
         return result
     tail = _log_tail(log)
@@ -266,54 +275,34 @@ def run_sweep(
         print(display.summary_line())
         return record
 
-    import ray
-
-    started_ray = not ray.is_initialized()
-    t_ray = time.perf_counter()
-    if started_ray:
-        ray.init(**_ray_init_kwargs(address))
-    record["ray_start_seconds"] = round(time.perf_counter() - t_ray, 2)
-    cpus = ray.cluster_resources().get("CPU", 1)
-    limit = max_concurrent or max(1, int(cpus // max(spec.cpus_per_cell, 1e-9)))
-    task = ray.remote(run_cell_process).options(
-        num_cpus=spec.cpus_per_cell,
-        num_gpus=spec.gpus_per_cell,
-        max_retries=spec.retries,
-        retry_exceptions=[CellCrashed],
-    )
+    pool = RayCells(spec, root, address=address, max_concurrent=max_concurrent)
+    record["ray_start_seconds"] = pool.start_seconds
     display.event(
-        f"sweep {spec.name}: {len(todo)} of {len(spec.cells)} cells to run, at most {limit} at a time "
-        f"(Ray: {cpus:g} CPUs, started in {record['ray_start_seconds']:.1f} s) -> {root}"
+        f"sweep {spec.name}: {len(todo)} of {len(spec.cells)} cells to run, at most {pool.limit} at a time "
+        f"(Ray: {pool.cpus:g} CPUs, started in {pool.start_seconds:.1f} s) -> {root}"
     )
-    pending: dict = {}  # ObjectRef -> cell
     queue = list(todo)
     try:
-        while queue or pending:
-            while queue and len(pending) < limit:
+        while queue or pool.pending:
+            while queue and pool.has_room():
                 cell = queue.pop(0)
                 row = by_name[cell.name]
                 row.update(status="running", attempts=row["attempts"] + 1, started=_now())
-                pending[task.remote(cell.to_dict(), str(root), spec.name, spec.cpus_per_cell)] = cell
+                pool.submit(cell)
                 display.event(f"cell {cell.index} {cell.name}: started ({row['log']})")
             _write_json(root / SWEEP_FILE, record)
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
-            for ref in ready:
-                cell = pending.pop(ref)
+            for cell, result in pool.wait():
                 row = by_name[cell.name]
-                try:
-                    result = ray.get(ref)
-                except Exception as err:  # noqa: BLE001 - the cell failed after its retries
-                    result = {"status": "failed", "error": _task_error(err)}
-                row.update(status=result["status"], error=result.get("error"), seconds=result.get("seconds"))
-                if result["status"] == "done":
-                    display.event(f"cell {cell.index} {cell.name}: done in {result['seconds']:.0f} s")
-                else:
-                    display.event(f"cell {cell.index} {cell.name}: FAILED, log {row['log']}: {row['error']}")
+                row.update(
+                    status=result["status"],
+                    error=result.get("error"),
+                    seconds=result.get("seconds"),
+                    ray_overhead_seconds=result.get("ray_overhead_seconds"),
+                )
+                display.cell_finished(cell, row)
             display.update()
     except KeyboardInterrupt:
-        for ref in pending:
-            ray.cancel(ref, force=True)
-        for cell in pending.values():
+        for cell in pool.cancel_all():
             by_name[cell.name]["status"] = "interrupted"
         display.event("interrupted: rerun the same command to resume the unfinished cells")
         raise
@@ -321,10 +310,69 @@ def run_sweep(
         record["finished"] = _now()
         _write_json(root / SWEEP_FILE, record)
         display.close()
-        if started_ray:
-            ray.shutdown()
+        pool.close()
     print(display.summary_line())
     return record
+
+
+class RayCells:
+    """Cells as Ray tasks: at most ``limit`` at a time, crashed ones retried by Ray itself."""
+
+    def __init__(self, spec: SweepSpec, root: Path, *, address: str | None, max_concurrent: int | None):
+        import ray
+
+        self.ray, self.spec, self.root = ray, spec, root
+        self.started_ray = not ray.is_initialized()
+        t0 = time.perf_counter()
+        if self.started_ray:
+            ray.init(**_ray_init_kwargs(address))
+        self.start_seconds = round(time.perf_counter() - t0, 2)
+        self.cpus = ray.cluster_resources().get("CPU", 1)
+        self.limit = max_concurrent or max(1, int(self.cpus // max(spec.cpus_per_cell, 1e-9)))
+        self.task = ray.remote(run_cell_process).options(
+            num_cpus=spec.cpus_per_cell,
+            num_gpus=spec.gpus_per_cell,
+            max_retries=spec.retries,
+            retry_exceptions=[CellCrashed],
+        )
+        self.pending: dict = {}  # ObjectRef -> Cell
+        self.submitted: dict = {}  # ObjectRef -> time.time() at submission
+
+    def has_room(self) -> bool:
+        return len(self.pending) < self.limit
+
+    def submit(self, cell: Cell) -> None:
+        ref = self.task.remote(cell.to_dict(), str(self.root), self.spec.name, self.spec.cpus_per_cell)
+        self.pending[ref] = cell
+        self.submitted[ref] = time.time()
+
+    def wait(self, timeout: float = 2.0) -> list[tuple[Cell, dict]]:
+        """The cells that finished within ``timeout`` seconds, with their results."""
+        if not self.pending:
+            return []
+        ready, _ = self.ray.wait(list(self.pending), num_returns=len(self.pending), timeout=timeout)
+        out = []
+        for ref in ready:
+            cell = self.pending.pop(ref)
+            try:
+                result = self.ray.get(ref)
+            except Exception as err:  # noqa: BLE001 - the cell failed after its retries
+                result = {"status": "failed", "error": _task_error(err)}
+            submitted = self.submitted.pop(ref)
+            if "task_started" in result:  # Ray's own cost: submission to the task's first line
+                result["ray_overhead_seconds"] = round(result["task_started"] - submitted, 3)
+            out.append((cell, result))
+        return out
+
+    def cancel_all(self) -> list[Cell]:
+        for ref in self.pending:
+            self.ray.cancel(ref, force=True)
+        cells, self.pending = list(self.pending.values()), {}
+        return cells
+
+    def close(self) -> None:
+        if self.started_ray:
+            self.ray.shutdown()
 
 
 def _xla_flags(flags: str, devices: int) -> str:
@@ -393,6 +441,12 @@ class SweepDisplay:
         else:
             print(line, flush=True)
 
+    def cell_finished(self, cell: Cell, row: dict) -> None:
+        if row["status"] == "done":
+            self.event(f"cell {cell.index} {cell.name}: done in {row.get('seconds') or 0:.0f} s")
+        else:
+            self.event(f"cell {cell.index} {cell.name}: FAILED, log {row['log']}: {row.get('error')}")
+
     def update(self) -> None:
         steps = self.env_steps()
         if self.bar is not None:
@@ -400,7 +454,9 @@ class SweepDisplay:
             self.bar.set_postfix_str(self.status_text())
         elif time.time() - self.last_line >= 30:
             self.last_line = time.time()
-            self.event(f"{self.status_text()}; {_si(steps)} of {_si(self.total)} env steps; {self.eta(steps)}")
+            self.event(
+                f"{self.status_text()}; {_si(steps)} of {_si(self.total)} env steps; {self.eta(steps)}"
+            )
 
     def summary_line(self) -> str:
         failed = [r for r in self.rows if r["status"] == "failed"]
