@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -372,3 +374,107 @@ def test_cli_errors_name_what_is_there(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "runs"), "--baseline", "qplex"]) == 2
     err = capsys.readouterr().err
     assert "'qplex' is not among the labels: qmix, vdn" in err
+
+
+# --- provenance ----------------------------------------------------------------------------
+
+
+def _metadata(host: str = "node17", device_kind: str = "cpu", resumes=()) -> dict:
+    return {
+        "command": ["credo", "train", "qmix", "matrix:climbing"],
+        "cwd": "/home/me/credo",
+        "started_utc": "2026-11-22T10:15:00+00:00",
+        "credo_version": "0.1.0",
+        "git_commit": "e35843c0123456789abcdef0123456789abcdef0",
+        "git_dirty": False,
+        "python": "3.11.9",
+        "jax": "0.6.2",
+        "jax_backend": "cpu",
+        "device_kind": device_kind,
+        "device_count": 2,
+        "host": host,
+        "cpu": "AMD EPYC 7763 64-Core Processor",
+        "cores": 2,
+        "platform": "Linux-6.8.0-x86_64-with-glibc2.39",
+        "resumes": list(resumes),
+    }
+
+
+def test_outputs_record_date_command_machine_and_settings(tmp_path):
+    old = write_run(tmp_path / "runs" / "old", [1.0, 2.0], algo="vdn", config={"lr": 0.001})
+    cell = write_run(
+        tmp_path / "runs" / "cell", [5.0, 6.0, 7.0], sweep_label="fast", config={"lr": 0.01, "n_envs": 16}
+    )
+    (cell / "metadata.json").write_text(json.dumps(_metadata()))
+    cmd = ["/venv/bin/credo", "compare", "runs", "--out", "results"]
+    res = compare(load_runs([tmp_path / "runs"], note=None), n_boot=100, command=cmd)
+    prov = res["provenance"]
+    assert prov["command"] == ["credo", "compare", "runs", "--out", "results"]
+    written = dt.datetime.fromisoformat(prov["written_utc"])
+    assert abs((dt.datetime.now(dt.UTC) - written).total_seconds()) < 60
+    assert prov["machine"] is None  # the old run has no metadata.json: no machine shared by all
+    runs = {Path(r["path"]).name: r for r in res["runs"]}
+    # a sweep cell's settings are its overrides; a plain run's, the fields its label names
+    assert runs["cell"]["overrides"] == {"lr": 0.01, "n_envs": 16}
+    assert runs["cell"]["overrides_from"] == "sweep_cell.json"
+    assert runs["old"]["overrides"] == {} and runs["old"]["label"] == "vdn"
+    assert runs["cell"]["env_steps"] == [2000, 2000, 2000] and runs["cell"]["seeds"] == [0, 1, 2]
+    assert runs["cell"]["machine"] == {
+        "cpu": "AMD EPYC 7763 64-Core Processor",
+        "cores": 2,
+        "jax_backend": "cpu",
+        "device_kind": "cpu",
+        "device_count": 2,
+        "host": "node17",
+    }
+    assert runs["cell"]["started_utc"] == "2026-11-22T10:15:00+00:00"
+    assert runs["cell"]["git_commit"].startswith("e35843c") and runs["cell"]["metadata"]["jax"] == "0.6.2"
+    assert runs["old"]["metadata"] is None
+    assert runs["old"]["machine_text"] == "no metadata.json (run before credo recorded it)"
+    md = render_markdown(res)
+    assert f"Written {written:%Y-%m-%d %H:%M} UTC by `credo compare runs --out results`" in md
+    assert (
+        "Machine: not recorded for 1 of 2 runs; see Runs." in md
+        and "Runs made with credo 0.1.0 at e35843c012." in md
+    )
+    runs_table = md[md.index("## Runs") :]
+    assert "| path | label | settings | seeds | env steps per seed | started | machine |" in runs_table
+    assert (
+        f"| {cell} | fast | lr=0.01, n_envs=16 | 0-2 | 2,000 | 2026-11-22 10:15 | "
+        "AMD EPYC 7763 64-Core Processor, 2 cores, jax cpu (cpu x 2), host node17 |" in runs_table
+    )
+    assert f"| {old} | vdn | - | 0, 1 | 2,000 | - | no metadata.json (run before credo recorded it) |" in md
+    # with metadata everywhere on one machine: said once at the top, no machine column
+    (old / "metadata.json").write_text(json.dumps(_metadata()))
+    write_run(tmp_path / "runs" / "plain", [3.0, 3.0], algo="vdn", config={"lr": 0.005})
+    (tmp_path / "runs" / "plain" / "metadata.json").write_text(json.dumps(_metadata()))
+    res = compare(load_runs([tmp_path / "runs"], note=None), n_boot=100, command=cmd)
+    assert res["provenance"]["machine"]["host"] == "node17"
+    md = render_markdown(res)
+    assert "Machine: AMD EPYC 7763 64-Core Processor, 2 cores, jax cpu (cpu x 2), host node17." in md
+    assert "| path | label | settings | seeds | env steps per seed | started |\n" in md
+    runs = {Path(r["path"]).name: r for r in res["runs"]}
+    assert runs["plain"]["overrides"] == {"lr": 0.005} and runs["plain"]["label"] == "vdn[lr=0.005]"
+    # a resume on another machine: the machine is no longer shared, and the run says where
+    gpu = {"host": "gpu3", "jax_backend": "gpu", "device_kind": "NVIDIA H200", "device_count": 1}
+    resumed = _metadata(resumes=[{"started_utc": "2026-11-23T08:00:00+00:00", **gpu}])
+    (old / "metadata.json").write_text(json.dumps(resumed))
+    res = compare(load_runs([tmp_path / "runs"], note=None), n_boot=100, command=cmd)
+    assert res["provenance"]["machine"] is None
+    md = render_markdown(res)
+    assert "Machine: not the same for every run; see Runs." in md
+    assert "2026-11-22 10:15 (resumed 1x)" in md and "resumed on jax gpu (NVIDIA H200 x 1), host gpu3" in md
+
+
+def test_cli_outputs_carry_provenance(tmp_path, monkeypatch):
+    write_run(tmp_path / "runs" / "q", [8.0, 8.0], algo="qmix")
+    (tmp_path / "runs" / "q" / "metadata.json").write_text(json.dumps(_metadata(device_kind="cpu")))
+    out = tmp_path / "cmp"
+    argv = ["compare", str(tmp_path / "runs"), "--out", str(out), "--n-boot", "50"]
+    monkeypatch.setattr(sys, "argv", [".venv/bin/credo", *argv])
+    assert main(argv) == 0
+    data = json.loads((out / "compare.json").read_text())
+    assert data["provenance"]["command"] == ["credo", *argv]
+    assert data["provenance"]["machine"]["cpu"] == "AMD EPYC 7763 64-Core Processor"
+    md = (out / "compare.md").read_text()
+    assert f"by `credo {' '.join(argv)}`" in md and "Machine: AMD EPYC 7763" in md

@@ -11,12 +11,19 @@ sample-efficiency curves as PNGs. :func:`compare` returns everything as a JSON-r
 :func:`render_markdown` turns it into tables, :func:`write_outputs` writes
 ``compare.md``, ``compare.json``, ``performance_profiles.png`` and ``sample_efficiency.png``.
 
+Both outputs say where their numbers come from (:func:`provenance`): when the comparison was
+made and by which command, and per run its path, label, seeds, env steps trained, settings
+(overrides) and, from its ``metadata.json``, the machine, credo version and commit and start
+time. The Markdown names a machine shared by every run once at the top, and ends with a table
+of the runs; the JSON holds each run's whole ``metadata.json``.
+
 No JAX: ``credo compare`` starts in a second.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable
@@ -25,12 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from credo.study.runs import Run, load_runs, resolve_metric
+from credo.study.runs import CELL_FILE, Run, _flatten, _fmt_value, load_runs, resolve_metric
 
 __all__ = [
     "add_parsers",
     "cmd_compare",
     "compare",
+    "provenance",
     "render_markdown",
     "verdict",
     "verdict_line",
@@ -39,6 +47,9 @@ __all__ = [
 
 CONFIDENCE = 0.95
 Note = Callable[[str], None]
+NO_METADATA = "no metadata.json (run before credo recorded it)"
+# metadata.json fields that describe the machine (a resume entry has all but cpu and cores).
+MACHINE_FIELDS = ("cpu", "cores", "jax_backend", "device_kind", "device_count", "host")
 
 
 # --- the verdict rule ---------------------------------------------------------------
@@ -191,8 +202,11 @@ def compare(
     n_boot: int = 2000,
     seed: int = 0,
     note: Note | None = None,
+    command: list[str] | None = None,
 ) -> dict[str, Any]:
     """Compares labelled runs; returns a JSON-ready dict (see the module docstring).
+
+    ``command`` is the command line recorded in the result's ``provenance`` (default ``sys.argv``).
 
     Raises ValueError for an unknown metric (naming those present) or a baseline that is
     not a label (naming the labels).
@@ -262,6 +276,7 @@ def compare(
                 "finished": r.finished,
                 "seeds": r.seeds,
                 "steps_per_s": r.steps_per_s,
+                **_run_provenance(r),
             }
             for r in with_metric
         ],
@@ -325,6 +340,7 @@ def compare(
 
     if len(envs) > 1:
         result["aggregate"] = _aggregate(result, envs, bounds, baseline, n_boot, seed, tell)
+    result["provenance"] = provenance(result["runs"], command)
     return result
 
 
@@ -385,6 +401,116 @@ def _aggregate(result, envs, bounds, baseline, n_boot, seed, tell) -> dict[str, 
     return {"envs": envs, "groups": rows, "pairs": pois, "performance_profiles": profiles}
 
 
+# --- provenance ---------------------------------------------------------------------
+
+
+def _machine(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: meta.get(k) for k in MACHINE_FIELDS}
+
+
+def machine_text(m: dict[str, Any]) -> str:
+    """``AMD EPYC 7763, 2 cores, jax cpu (cpu x 2), host node17``: a machine of :data:`MACHINE_FIELDS`."""
+    parts = []
+    if m.get("cpu"):
+        parts.append(str(m["cpu"]))
+    if m.get("cores") is not None:
+        parts.append(f"{m['cores']} cores")
+    if m.get("jax_backend"):
+        dev = f"{m.get('device_kind') or '?'} x {m.get('device_count') or '?'}"
+        parts.append(f"jax {m['jax_backend']} ({dev})")
+    if m.get("host"):
+        parts.append(f"host {m['host']}")
+    return ", ".join(parts) or "machine not recorded"
+
+
+def _resumed_elsewhere(meta: dict[str, Any], start: dict[str, Any]) -> list[dict[str, Any]]:
+    """The machines of the run's resumes that differ from its first start's (host, devices)."""
+    keys = [k for k in MACHINE_FIELDS if k not in ("cpu", "cores")]
+    seen, out = {tuple(start[k] for k in keys)}, []
+    for res in meta.get("resumes") or []:
+        if not isinstance(res, dict):
+            continue
+        key = tuple(res.get(k) for k in keys)
+        if key not in seen:
+            seen.add(key)
+            out.append({k: res.get(k) for k in keys})
+    return out
+
+
+def _run_provenance(r: Run) -> dict[str, Any]:
+    meta = r.metadata
+    cell = r.sweep_cell or {}
+    entry: dict[str, Any] = {
+        "env_steps": r.env_steps_trained,
+        "overrides": r.overrides,
+        "overrides_from": CELL_FILE
+        if isinstance(cell.get("overrides"), dict)
+        else "the label (config fields that differ between runs)",
+    }
+    if meta is None:
+        return {**entry, "machine": None, "machine_text": NO_METADATA, "started_utc": None, "metadata": None}
+    m = _machine(meta)
+    moved = _resumed_elsewhere(meta, m)
+    text = machine_text(m)
+    if moved:
+        text += "; resumed on " + "; ".join(machine_text(x) for x in moved)
+    return {
+        **entry,
+        "machine": m,
+        "resumed_on": moved,
+        "machine_text": text,
+        "started_utc": meta.get("started_utc"),
+        "resumes": len(meta.get("resumes") or []),
+        "credo_version": meta.get("credo_version"),
+        "git_commit": meta.get("git_commit"),
+        "git_dirty": meta.get("git_dirty"),
+        "command": meta.get("command"),
+        "metadata": meta,
+    }
+
+
+def _code_text(run: dict[str, Any]) -> str | None:
+    if run.get("metadata") is None:
+        return None
+    text = f"credo {run.get('credo_version') or '?'}"
+    if run.get("git_commit"):
+        text += f" at {str(run['git_commit'])[:10]}" + (
+            " (uncommitted changes)" if run.get("git_dirty") else ""
+        )
+    return text
+
+
+def provenance(runs_json: list[dict[str, Any]], command: list[str] | None = None) -> dict[str, Any]:
+    """When and how the comparison was made, and the machine every run shares (None if they do not).
+
+    ``runs_json`` are the ``runs`` entries of :func:`compare`'s result (with their provenance);
+    ``command`` defaults to ``sys.argv``, its program shortened to its name (``credo``).
+    """
+    from credo import __version__
+
+    argv = list(sys.argv if command is None else command)
+    if argv:
+        argv[0] = Path(argv[0]).name
+    machines = [r["machine"] for r in runs_json]
+    shared = (
+        machines[0]
+        if machines
+        and all(m is not None and m == machines[0] for m in machines)
+        and not any(r.get("resumed_on") for r in runs_json)
+        else None
+    )
+    codes = sorted({c for c in map(_code_text, runs_json) if c})
+    return {
+        "written_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": argv,
+        "credo_version": __version__,
+        "machine": shared,
+        "machine_text": machine_text(shared) if shared else None,
+        "runs_code": codes,
+        "runs_without_metadata": sum(r["metadata"] is None for r in runs_json),
+    }
+
+
 # --- rendering ----------------------------------------------------------------------
 
 
@@ -417,8 +543,76 @@ def _poi_table(pairs: list[dict]) -> list[str]:
     return lines
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _seed_text(seeds: list[int]) -> str:
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+def _when(utc: str | None) -> str:
+    """``2026-11-22 10:15`` of ``2026-11-22T10:15:00+00:00`` (the text itself if it does not parse)."""
+    if not utc:
+        return "-"
+    try:
+        return dt.datetime.fromisoformat(utc).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError):
+        return str(utc)
+
+
+def _settings_text(overrides: dict[str, Any]) -> str:
+    flat = _flatten(overrides) if overrides else {}
+    return ", ".join(f"{k}={_fmt_value(v)}" for k, v in flat.items()) or "-"
+
+
+def _provenance_header(result: dict[str, Any]) -> list[str]:
+    prov = result.get("provenance")
+    if not prov:
+        return []
+    cmd = " ".join(prov["command"]) or "?"
+    out = [f"Written {_when(prov['written_utc'])} UTC by `{cmd}` (credo {prov['credo_version']})."]
+    if prov["machine_text"]:
+        out.append(f"Machine: {prov['machine_text']}.")
+    else:
+        missing, n = prov["runs_without_metadata"], len(result["runs"])
+        why = f"not recorded for {missing} of {n} runs" if missing else "not the same for every run"
+        out.append(f"Machine: {why}; see Runs.")
+    if prov["runs_code"]:
+        out.append(f"Runs made with {', '.join(prov['runs_code'])}.")
+    return out + [""]
+
+
+def _runs_table(result: dict[str, Any]) -> list[str]:
+    prov = result.get("provenance")
+    if not prov:
+        return []
+    per_run_machine = prov["machine_text"] is None
+    head = ["path", "label", "settings", "seeds", "env steps per seed", "started"] + (
+        ["machine"] if per_run_machine else []
+    )
+    out = ["## Runs", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in result["runs"]:
+        steps = r["env_steps"]
+        started = _when(r["started_utc"]) if r["metadata"] is not None else "-"
+        if r.get("resumes"):
+            started += f" (resumed {r['resumes']}x)"
+        row = [
+            r["path"],
+            r["label"],
+            _settings_text(r["overrides"]),
+            _seed_text(r["seeds"]),
+            _steps({"min": min(steps), "max": max(steps)}) if steps else "-",
+            started,
+        ] + ([r["machine_text"]] if per_run_machine else [])
+        out.append("| " + " | ".join(_cell(str(x)) for x in row) + " |")
+    return out + [""]
+
+
 def render_markdown(result: dict[str, Any]) -> str:
-    """The comparison as Markdown: a table per env, the aggregate, pairs and verdicts."""
+    """The comparison as Markdown: provenance, a table per env, the aggregate, verdicts, the runs."""
     m = result["metric"]
     at = (
         f"at the first evaluation at or after {result['step']:,} env steps"
@@ -433,6 +627,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         "on the env (1 = the best run), lower is better. Verdicts: better/worse only when the 95% CI "
         "of P(A > B) excludes 0.5.",
         "",
+        *_provenance_header(result),
     ]
     unfinished = False
     for env, block in result["envs"].items():
@@ -485,6 +680,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     out.append("")
     if result["notes"]:
         out += ["## Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
+    out += _runs_table(result)
     return "\n".join(out)
 
 

@@ -1,8 +1,9 @@
 """Reading run directories: find them under paths, load each as a small record, label them.
 
 A run directory (``credo train``, or one cell of ``credo sweep``) holds ``config.yaml`` and
-``metrics/seed_<i>.jsonl``; ``summary.json`` appears when it finishes and ``sweep_cell.json`` when
-a sweep wrote it. :func:`find_run_dirs` finds them (a path may be a run directory, a sweep
+``metrics/seed_<i>.jsonl``; ``summary.json`` appears when it finishes, ``sweep_cell.json`` when
+a sweep wrote it and ``metadata.json`` (:mod:`credo.engine.metadata`: machine, versions, start
+time) when credo recorded it. :func:`find_run_dirs` finds them (a path may be a run directory, a sweep
 directory or any directory above runs), :func:`load_run` reads one as a :class:`Run` and
 :func:`load_runs` does both and gives every run its :attr:`Run.label`: the sweep cell's label,
 else the algorithm plus the config fields that tell its runs apart (:func:`assign_labels`).
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 CELL_FILE = "sweep_cell.json"
+METADATA_FILE = "metadata.json"  # credo.engine.metadata.METADATA (not imported: it would pull in more)
 
 # Config fields that never name a method: which seeds, how long, how often to log/evaluate/save.
 BOOKKEEPING_FIELDS = frozenset(
@@ -115,7 +117,10 @@ class Run:
     evals: list[list[dict[str, Any]]]  # evaluation rows of each seed, in env-step order
     train_rows: list[list[dict[str, Any]]]  # the other (training) rows of each seed
     dropped_lines: int = 0  # half-written last lines dropped from the metrics files
+    metadata: dict[str, Any] | None = None  # metadata.json, None for runs from before credo wrote it
     label: str = ""
+    # The run's settings, set with ``label``: sweep_cell.json's overrides, else the label's fields.
+    overrides: dict[str, Any] = field(default_factory=dict)
     _metric_cache: dict[str, list[SeedCurve]] = field(default_factory=dict, repr=False)
 
     @property
@@ -153,6 +158,17 @@ class Run:
             rates = [x for x in rates if isinstance(x, int | float)]
             v = float(np.mean(rates)) if rates else None
         return float(v) if v is not None else None
+
+    @property
+    def env_steps_trained(self) -> list[int]:
+        """Env steps trained by each seed: the summary's, else the last metrics row of each seed."""
+        done = (self.summary or {}).get("env_steps_done")
+        if isinstance(done, list) and len(done) == len(self.seeds) and all(map(_is_number, done)):
+            return [int(x) for x in done]
+        return [
+            max((int(r.get("env_steps", 0) or 0) for r in [*ev, *tr]), default=0)
+            for ev, tr in zip(self.evals, self.train_rows)
+        ]
 
     @property
     def metrics(self) -> list[str]:
@@ -310,6 +326,7 @@ def load_run(path: str | Path) -> Run:
         evals=evals,
         train_rows=train,
         dropped_lines=dropped,
+        metadata=_read_json(path / METADATA_FILE),
     )
 
 
@@ -349,11 +366,16 @@ def assign_labels(runs: list[Run]) -> None:
     ``n_envs``, are not). Seeds, budgets and logging/evaluation/checkpoint intervals
     (:data:`BOOKKEEPING_FIELDS`) never count. Nested fields are flattened
     (``env_kwargs.sight=2``).
+
+    Each run's ``overrides`` are set too: the sweep cell's ``overrides`` where
+    ``sweep_cell.json`` has them, else the fields its label names (absent ones left out).
     """
     plain = [r for r in runs if not (r.sweep_cell and r.sweep_cell.get("label"))]
     for r in runs:
-        if r.sweep_cell and r.sweep_cell.get("label"):
-            r.label = str(r.sweep_cell["label"])
+        cell = r.sweep_cell or {}
+        r.overrides = dict(cell["overrides"]) if isinstance(cell.get("overrides"), dict) else {}
+        if cell.get("label"):
+            r.label = str(cell["label"])
     by_algo: dict[str, list[Run]] = {}
     for r in plain:
         by_algo.setdefault(r.algo, []).append(r)
@@ -375,6 +397,8 @@ def assign_labels(runs: list[Run]) -> None:
         for j, r in enumerate(group):
             parts = [f"{k}={_fmt_value(flat[j].get(k)) if k in flat[j] else '-'}" for k in sorted(differing)]
             r.label = f"{algo}[{','.join(parts)}]" if parts else algo
+            if not (r.sweep_cell and isinstance(r.sweep_cell.get("overrides"), dict)):
+                r.overrides = {k: flat[j][k] for k in sorted(differing) if k in flat[j]}
 
 
 def load_runs(paths: Iterable[str | Path], note: Note | None = _stderr) -> list[Run]:
