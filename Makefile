@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo demo-envs test test-slow bench learning me-igm llm lint clean
+.PHONY: demo demo-envs test test-slow bench learning dependence me-igm llm lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,12 +39,24 @@ bench: $(VENV)/.installed-all  ## throughput benchmarks; writes benchmarks/resul
 	$(BIN)/python benchmarks/env_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py
 
+# Studies are sweep specs (benchmarks/specs/) run by credo sweep into runs/ (rerun to resume),
+# then compared by credo compare into benchmarks/results/<name>/. SWEEP_ARGS passes options, e.g.
+# make learning SWEEP_ARGS="--steps 2e5" STUDY_OUT=runs/short (a shorter pass), or "--address auto".
+SWEEP_ARGS ?=
+STUDY_OUT ?= runs
+
 learning: $(VENV)/.installed-all  ## LBF learning results of IQL/VDN/QMIX/QPLEX (about an hour on 2 cores)
-	$(BIN)/python benchmarks/lbf_learning.py
+	$(BIN)/credo sweep benchmarks/specs/lbf_learning.yaml --out $(STUDY_OUT) $(SWEEP_ARGS)
+	$(BIN)/credo compare $(STUDY_OUT)/lbf_learning --out benchmarks/results/lbf_learning
+
+dependence: $(VENV)/.installed-all  ## MAPPO local vs global vs dependence-graph credit on three LBF maps
+	$(BIN)/credo sweep benchmarks/specs/lbf_dependence.yaml --out $(STUDY_OUT) $(SWEEP_ARGS)
+	$(BIN)/credo compare $(STUDY_OUT)/lbf_dependence --baseline mappo-dg --out benchmarks/results/lbf_dependence
 
 me-igm: $(VENV)/.installed-all  ## ME-IGM results: matrix game, SMAX comparison (about an hour), throughput
 	$(BIN)/python benchmarks/matrix_me_igm.py
-	$(BIN)/python benchmarks/smax_me_igm.py
+	$(BIN)/credo sweep benchmarks/specs/smax_me_igm.yaml --out $(STUDY_OUT) $(SWEEP_ARGS)
+	$(BIN)/credo compare $(STUDY_OUT)/smax_me_igm --metric test_won --out benchmarks/results/smax_me_igm
 	$(BIN)/python benchmarks/me_igm_throughput.py
 
 lint: $(VENV)/.installed-test

@@ -233,3 +233,61 @@ def test_an_interrupted_sweep_resumes_its_cells_from_their_checkpoints(tmp_path)
         rows = [json.loads(x) for x in (run / "metrics" / "seed_0.jsonl").read_text().splitlines()]
         chunks = [r["chunk"] for r in rows if "eval_index" not in r]
         assert chunks == sorted(set(chunks)), "a resumed run writes no chunk twice"
+
+
+def test_search_spends_its_budget_writes_the_best_config_and_resumes_as_done(tmp_path):
+    doc = {
+        "name": "search",
+        "algos": ["qmix"],
+        "envs": ["matrix:climbing"],
+        "seeds": 2,
+        "steps": 1000,
+        "set": dict(TINY),
+        "search": {
+            "trials": 2,
+            "sampler": "random",
+            "params": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "td_lambda": {"choices": [0.0, 0.5]}},
+        },
+    }
+    spec = _spec(tmp_path, doc)
+    out = _cli("sweep", str(spec), "--out", "runs", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    root = tmp_path / "runs" / "search"
+    result = json.loads((root / "search.json").read_text())
+    assert [t["state"] for t in result["trials"]] == ["complete", "complete"]
+    best = result["best"]
+    assert best["score"] == max(t["score"] for t in result["trials"])
+    assert (root / best["cell"] / "summary.json").exists()
+    import yaml
+
+    config = yaml.safe_load((root / "best.yaml").read_text())
+    assert (
+        config["lr"] == pytest.approx(best["params"]["lr"])
+        and config["td_lambda"] == best["params"]["td_lambda"]
+    )
+    # the budget is spent: a rerun trains nothing
+    out = _cli("sweep", str(spec), "--out", "runs", cwd=tmp_path)
+    assert out.returncode == 0 and "all 2 trials are done" in out.stdout, out.stdout + out.stderr
+    assert len(list(root.glob("trial-*/summary.json"))) == 2
+
+
+def test_bad_search_sections_say_what_is_wrong(tmp_path):
+    from credo.study.search import search_settings
+
+    base = {"algos": ["qmix"], "envs": ["matrix:climbing"]}
+    with pytest.raises(SpecError, match="trials must be"):
+        search_settings(parse_spec({**base, "search": {"params": {"lr": {"low": 0, "high": 1}}}}))
+    with pytest.raises(SpecError, match="low: A, high: B"):
+        search_settings(
+            parse_spec({**base, "search": {"trials": 2, "params": {"lr": {"low": 1, "high": 0}}}})
+        )
+    with pytest.raises(SpecError, match="one algorithm on one env"):
+        search_settings(
+            parse_spec(
+                {
+                    **base,
+                    "algos": ["qmix", "vdn"],
+                    "search": {"trials": 2, "params": {"lr": {"choices": [1]}}},
+                }
+            )
+        )

@@ -492,10 +492,10 @@ def cmd_qllm_generate(args) -> int:
 
 def cmd_sweep(args) -> int:
     """``credo sweep SPEC``: every cell of a grid as a run, on a local Ray instance or a cluster."""
-    from credo.study.spec import load_spec
+    from credo.study.spec import load_spec, with_budget
     from credo.study.sweep import format_plan, plan, run_cell_inprocess, run_sweep
 
-    spec = load_spec(args.spec)
+    spec = with_budget(load_spec(args.spec), args.steps, args.seeds)
     out = Path(args.out)
     if args.dry_run:
         print(f"sweep {spec.name} ({args.spec}): {len(spec.cells)} cells -> {out / spec.name}")
@@ -665,6 +665,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--dry-run", action="store_true", help="print the cells and their status; run nothing")
     sw.add_argument("--index", type=int, metavar="I", help="run only cell I, in this process (Slurm arrays)")
     sw.add_argument("--no-progress", action="store_true", help="a line per event instead of a progress bar")
+    sw.add_argument(
+        "--steps",
+        type=lambda x: int(float(x)),
+        help="env steps per seed of every cell (a shorter pass; use another --out)",
+    )
+    sw.add_argument("--seeds", type=int, help="seeds of every cell")
     sw.set_defaults(func=cmd_sweep)
     r = sub.add_parser("rollout", help="random-policy rollout report of one env")
     r.add_argument("env", help="env key, e.g. lbf:Foraging-8x8-2p-3f-v3")

@@ -108,6 +108,12 @@ class SweepSpec:
         return self.cells[index]
 
 
+def with_budget(spec: SweepSpec, steps: int | None = None, seeds: int | None = None) -> SweepSpec:
+    """The spec with every cell's env steps and/or seeds replaced (``credo sweep --steps/--seeds``)."""
+    cells = [dataclasses.replace(c, steps=steps or c.steps, seeds=seeds or c.seeds) for c in spec.cells]
+    return dataclasses.replace(spec, cells=cells)
+
+
 def load_spec(path: str | Path) -> SweepSpec:
     """Reads and checks a sweep spec; every error names the key and what it expects."""
     path = Path(path)
@@ -128,7 +134,7 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
             close = difflib.get_close_matches(str(key), list(SPEC_KEYS), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise SpecError(f"{source}: unknown key {key!r}.{hint} Keys: {', '.join(SPEC_KEYS)}.")
-    name = raw.get("name") or Path(source).stem
+    name = raw.get("name") or (Path(source).stem if source != "<spec>" else "sweep")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise SpecError(
             f"{source}: name must be letters, digits, '.', '_' or '-' (it names a directory), got {name!r}."
@@ -229,7 +235,7 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
 def _cell(index, label, algo, env, overrides, seeds, steps) -> Cell:
     short = env.split(":", 1)[-1]
     # No brackets or spaces in directory names: shells would glob or split them.
-    name = re.sub(r"[^A-Za-z0-9._=,-]+", "-", f"{label.replace(']', '')}-{short}").strip("-")
+    name = re.sub(r"[^A-Za-z0-9._=,+-]+", "-", f"{label.replace(']', '')}-{short}").strip("-")
     return Cell(index, name, label, algo, env, overrides, seeds, steps)
 
 
