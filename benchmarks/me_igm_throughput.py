@@ -4,7 +4,7 @@ ME-QMIX adds the OPT hypernetworks, a second (target) pass of the soft policies
 and sampled target actions to QMIX's update, and a state-conditioned softmax to
 acting. Measured with ``train_throughput.measure`` (compile excluded), 4 seeds
 sharded over the cores, on LBF at the vectorised setting and on SMAX
-smacv2_5_units at the settings of ``smax_me_igm.py``.
+smacv2_5_units at the settings of ``specs/smax_me_igm.yaml``.
 
     python benchmarks/me_igm_throughput.py   # writes benchmarks/results/me_igm_throughput.{json,md}
 """
