@@ -12,6 +12,11 @@ written with ``jnp``. ``check_tfcaf`` runs, in order:
    extreme inputs, dependence on ``agent_qs``, and (IGM gate on) non-negative
    ``dQ_tot / dQ_i`` everywhere tested.
 
+The worker bounds itself, whatever happens to this process (``credo.proc``): it
+dies with it (a caller's timeout, Ctrl-C or a job runner's cancellation would
+otherwise leave an endless candidate running under init), and ``RLIMIT_CPU``
+stops it ``CPU_MARGIN`` seconds of CPU time after the wall-clock limit.
+
 The worker streams one JSON line per check, so a time-out still says which
 check was running. Every failure is one line a coder LLM can act on.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -28,6 +34,9 @@ ENTRY = "tfcaf"
 MAX_INTERMEDIATE = 1 << 22  # elements of any traced intermediate at the check batch size
 MEMORY_LIMIT = 2 << 30  # bytes of address space the worker may use
 TIME_LIMIT = 60.0  # seconds for all runtime checks, JAX start-up included
+# RLIMIT_CPU = time limit + this: the wall clock, which this process enforces, comes first for a
+# one-threaded loop; the CPU limit is what still holds if this process is gone.
+CPU_MARGIN = 5.0
 WORKER_CHECKS = [
     "defines tfcaf",
     "traces with jax",
@@ -121,8 +130,12 @@ def _run_worker(payload: dict, time_limit: float) -> list[Check]:
         "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
         "CREDO_SANDBOX_MEMORY": str(MEMORY_LIMIT),
     }
-    proc = subprocess.Popen(
+    from credo.proc import popen_bounded
+
+    cpu_limit = time_limit + CPU_MARGIN
+    proc = popen_bounded(
         [sys.executable, "-m", "credo.qllm.checks"],
+        cpu_seconds=cpu_limit,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -136,6 +149,10 @@ def _run_worker(payload: dict, time_limit: float) -> list[Check]:
         proc.kill()
         out, err = proc.communicate()
         timed_out = True
+    except BaseException:  # KeyboardInterrupt, a job runner's cancellation: the worker goes first
+        proc.kill()
+        proc.wait()
+        raise
     checks = []
     for line in out.splitlines():
         try:
@@ -150,6 +167,14 @@ def _run_worker(payload: dict, time_limit: float) -> list[Check]:
                 "time limit",
                 False,
                 f"the checks did not finish within {time_limit:g} s (stuck in '{running}': an endless or huge loop?)",
+            )
+        )
+    elif proc.returncode == -signal.SIGXCPU:  # RLIMIT_CPU (a many-threaded worker can reach it first)
+        checks.append(
+            Check(
+                "time limit",
+                False,
+                f"the checks used more than {cpu_limit:g} s of CPU time (stuck in '{running}': an endless or huge loop?)",
             )
         )
     elif proc.returncode != 0 and (not checks or checks[-1].passed):
