@@ -326,7 +326,7 @@ class Trainer:
     def _record_eval(self, dev: TrainState, meta: dict, run_dir: RunDir) -> None:
         stats = self.evaluate(dev.learner.params, len(meta["evals"]))
         steps = self.from_devices(dev.env_steps)
-        returns = np.asarray(stats.returns, np.float64)  # [seeds, test_episodes]
+        returns = np.asarray(stats.returns)  # [seeds, test_episodes]
         entry = {
             "chunk": meta["chunk"],
             "env_steps": steps.tolist(),
@@ -334,7 +334,7 @@ class Trainer:
             "test_length": np.asarray(stats.lengths).mean(1).tolist(),
         }
         # Per-episode results go to the metrics rows only: meta (the checkpoint's JSON) keeps the means.
-        episodes = {"test_episode_returns": [[float(f"{x:.6g}") for x in r] for r in returns]}
+        episodes = {"test_episode_returns": [[float(f"{x:.6g}") for x in r] for r in returns.tolist()]}
         if self.with_won:
             entry["test_won"] = np.asarray(stats.won).mean(1).tolist()
             episodes["test_episode_won"] = np.asarray(stats.won).astype(int).tolist()
