@@ -478,3 +478,22 @@ def test_cli_outputs_carry_provenance(tmp_path, monkeypatch):
     assert data["provenance"]["machine"]["cpu"] == "AMD EPYC 7763 64-Core Processor"
     md = (out / "compare.md").read_text()
     assert f"by `credo {' '.join(argv)}`" in md and "Machine: AMD EPYC 7763" in md
+
+
+def test_curves_align_seeds_by_evaluation_when_episode_lengths_shift_their_steps():
+    """Seeds on one schedule whose last evaluations land at different env steps (episodes of
+    varying length) keep every seed in every point: no seed drops out near the end."""
+    import numpy as np
+
+    from credo.study.compare import _iqm_curve
+    from credo.study.runs import SeedCurve
+
+    ends = [117_838, 119_546, 118_900]
+    curves = [
+        SeedCurve(i, i, np.array([0, 100_000, end]), np.array([0.0, 0.5, 1.0 + i]), [None] * 3)
+        for i, end in enumerate(ends)
+    ]
+    curve = _iqm_curve(curves, n_boot=200, seed=0)
+    assert curve["n_seeds"] == [3, 3, 3]
+    assert curve["steps"] == [0, 100_000, round(np.mean(ends))]
+    assert curve["iqm"][-1] == pytest.approx(2.0)  # the IQM of 1, 2, 3

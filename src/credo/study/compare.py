@@ -170,19 +170,30 @@ def _curve_grid(curves: list) -> np.ndarray:
 def _iqm_curve(curves: list, n_boot: int, seed: int) -> dict[str, list]:
     """IQM over seeds at every evaluation step, with a stratified-bootstrap CI.
 
-    A seed's value at step x is its latest evaluation at or before x (none after its last).
+    Seeds with the same number of evaluations are aligned by evaluation (at their mean env
+    steps); otherwise a seed's value at step x is its latest evaluation at or before x (none
+    after its last).
     """
     from credo import stats
 
-    grid = _curve_grid(curves)
+    lengths = {c.steps.size for c in curves}
+    if len(lengths) == 1 and 0 not in lengths:
+        # Seeds on one evaluation schedule: the k-th evaluations belong together even where
+        # episodes of varying length put them at slightly different env steps (a union of
+        # their steps would drop seeds in and out near the end and make the IQM jump).
+        grid = np.mean([c.steps for c in curves], 0).round().astype(np.int64)
+        columns = [np.array([c.values[k] for c in curves], float) for k in range(grid.size)]
+    else:
+        grid, columns = _curve_grid(curves), []
+        for x in grid:
+            vals = []
+            for c in curves:
+                if c.steps.size and c.steps[0] <= x <= c.steps[-1]:
+                    k = int(np.searchsorted(c.steps, x, side="right")) - 1
+                    vals.append(c.values[k])
+            columns.append(np.asarray(vals, float))
     pts, los, his, ns = [], [], [], []
-    for x in grid:
-        vals = []
-        for c in curves:
-            if c.steps.size and c.steps[0] <= x <= c.steps[-1]:
-                k = int(np.searchsorted(c.steps, x, side="right")) - 1
-                vals.append(c.values[k])
-        v = np.asarray(vals, float)
+    for v in columns:
         p, lo, hi = stats.stratified_bootstrap_ci(
             v, stats.iqm, n_boot=n_boot, confidence=CONFIDENCE, seed=seed
         )
