@@ -58,6 +58,8 @@ def train_run(
     """
     import subprocess
 
+    from credo.proc import run_bounded
+
     path = out / name
     if (path / "summary.json").exists():
         return path
@@ -76,7 +78,8 @@ def train_run(
         cmd += [a for s in settings for a in ("--set", s)]
     out.mkdir(parents=True, exist_ok=True)
     with open(out / f"{name}.log", "a") as f:
-        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env, check=True)
+        # Bounded: a benchmark killed or interrupted takes its `credo train` child with it.
+        run_bounded(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env, check=True)
     return path
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -22,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import CREDO, RESULTS, machine, now  # noqa: E402
+
+from credo.proc import run_bounded  # noqa: E402
 
 ENVS = ["matrix:climbing", "lbf:Foraging-8x8-2p-3f-v3", "mpe:simple_spread"]
 
@@ -60,7 +61,7 @@ def main() -> None:
         cmd += ["--model", args.model] if args.model else []
         cmd += ["--base-url", args.base_url] if args.base_url else []
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = run_bounded(cmd, capture_output=True, text=True)  # dies with this script
         wall = time.perf_counter() - t0
         (out.parent / "generate.log").write_text(proc.stdout + proc.stderr)
         doc_path = out if out.exists() else out.with_name("failed.json")

@@ -382,6 +382,9 @@ def _xla_flags(flags: str, devices: int) -> str:
 
 
 def _ray_init_kwargs(address: str | None) -> dict:
+    # Ray reports usage statistics to its servers unless told not to; a study should not phone
+    # home by default (and on a machine without network, the attempt only costs time).
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     if address:
