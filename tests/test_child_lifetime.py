@@ -90,7 +90,14 @@ def marker(tmp_path):
             pass
 
 
+def _default_sigint() -> None:
+    # pytest-xdist's workers ignore SIGINT, and an ignored signal stays ignored across exec:
+    # without this the parents would shrug off the SIGINT these tests send (a shell would not).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args: list[str], marker: str, **kw) -> subprocess.Popen:
+    kw.setdefault("preexec_fn", _default_sigint)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [marker, env.get("PYTHONPATH", "")] if p)
     env.pop("OPENAI_API_KEY", None)

@@ -205,6 +205,8 @@ def test_an_interrupted_sweep_resumes_its_cells_from_their_checkpoints(tmp_path)
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        # pytest-xdist's workers ignore SIGINT, and an ignored signal stays ignored across exec.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 300
     while time.time() < deadline:

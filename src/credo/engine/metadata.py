@@ -158,7 +158,8 @@ def record(run_path: str | Path, argv: list[str] | None = None, **kw) -> dict:
         if isinstance(meta, dict):
             meta.setdefault("resumes", []).append({k: info[k] for k in RESUME_FIELDS})
             info = meta
-    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)  # RICOL records it before its first seed makes the dir
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps(info, indent=2) + "\n")
     tmp.replace(path)
     return info
