@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from credo.study.runs import CELL_FILE, Run, _flatten, _fmt_value, load_runs, resolve_metric
+from credo.study.runs import CELL_FILE, Run, _flatten, _fmt_value, load_runs_or_fail, resolve_metric
 
 __all__ = [
     "add_parsers",
@@ -162,6 +162,19 @@ def _poi_rows(
     return rows
 
 
+def _profiles(scores: dict, order: list[str], taus: np.ndarray, n_boot: int, seed: int) -> dict:
+    """Each group's performance profile at ``taus`` with its stratified-bootstrap band."""
+    from credo import stats
+
+    out = {}
+    for label in order:
+        prof, lo, hi = stats.performance_profile(
+            scores[label], taus, n_boot=n_boot, confidence=CONFIDENCE, seed=seed
+        )
+        out[label] = {"tau": taus.tolist(), "profile": prof.tolist(), "low": lo.tolist(), "high": hi.tolist()}
+    return out
+
+
 def _curve_grid(curves: list) -> np.ndarray:
     steps = sorted({int(s) for c in curves for s in c.steps})
     return np.array(steps, dtype=np.int64)
@@ -222,7 +235,6 @@ def compare(
     Raises ValueError for an unknown metric (naming those present) or a baseline that is
     not a label (naming the labels).
     """
-    from credo import stats
 
     notes: list[str] = []
 
@@ -329,17 +341,7 @@ def compare(
             tell(f"{e}: baseline {baseline!r} has no runs on this env; no probabilities of improvement")
             pois = []
         taus = np.linspace(low, high if high > low else low + 1.0, 101)
-        profiles = {}
-        for label in order:
-            prof, plo, phi = stats.performance_profile(
-                scores[label], taus, n_boot=n_boot, confidence=CONFIDENCE, seed=seed
-            )
-            profiles[label] = {
-                "tau": taus.tolist(),
-                "profile": prof.tolist(),
-                "low": plo.tolist(),
-                "high": phi.tolist(),
-            }
+        profiles = _profiles(scores, order, taus, n_boot, seed)
         curves = {label: _iqm_curve(groups[e][label]["curves"], min(n_boot, 1000), seed) for label in order}
         result["envs"][e] = {
             "normalisation": {"low": low, "high": high},
@@ -357,7 +359,6 @@ def compare(
 
 def _aggregate(result, envs, bounds, baseline, n_boot, seed, tell) -> dict[str, Any]:
     """Every group present on every env: scores min-max normalised per env, [n_seeds, n_envs]."""
-    from credo import stats
 
     labels = sorted(set.intersection(*({g["label"] for g in result["envs"][e]["groups"]} for e in envs)))
     everywhere = set(labels)
@@ -398,17 +399,7 @@ def _aggregate(result, envs, bounds, baseline, n_boot, seed, tell) -> dict[str, 
     if baseline is not None and baseline not in matrices:
         pois = []
     taus = np.linspace(0.0, 1.0, 101)
-    profiles = {}
-    for label in order:
-        prof, plo, phi = stats.performance_profile(
-            matrices[label], taus, n_boot=n_boot, confidence=CONFIDENCE, seed=seed
-        )
-        profiles[label] = {
-            "tau": taus.tolist(),
-            "profile": prof.tolist(),
-            "low": plo.tolist(),
-            "high": phi.tolist(),
-        }
+    profiles = _profiles(matrices, order, taus, n_boot, seed)
     return {"envs": envs, "groups": rows, "pairs": pois, "performance_profiles": profiles}
 
 
@@ -796,12 +787,7 @@ def _default_out(paths: list[str]) -> Path:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    def note(msg: str) -> None:
-        print(f"note: {msg}", file=sys.stderr)
-
-    runs = load_runs(args.paths, note=note)
-    if not runs:
-        raise ValueError(f"no run with evaluations under {', '.join(args.paths)}")
+    note, runs = load_runs_or_fail(args.paths)
     result = compare(
         runs,
         args.metric,

@@ -34,12 +34,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from credo.study.runs import Run, episode_key, load_runs
+from credo.study.runs import Run, episode_key, load_runs_or_fail
 
 __all__ = ["cmd_export_marl_eval", "export_marl_eval", "load_marl_eval", "marl_eval_data", "metric_name"]
 
@@ -182,12 +181,7 @@ def load_marl_eval(path: str | Path) -> dict[str, Any]:
 
 
 def cmd_export_marl_eval(args: argparse.Namespace) -> int:
-    def note(msg: str) -> None:
-        print(f"note: {msg}", file=sys.stderr)
-
-    runs = load_runs(args.paths, note=note)
-    if not runs:
-        raise ValueError(f"no run with evaluations under {', '.join(args.paths)}")
+    note, runs = load_runs_or_fail(args.paths)
     data = export_marl_eval(runs, args.out, note=note)
     n_runs = sum(len(r) for t in data.values() for a in t.values() for r in a.values())
     summary = ", ".join(

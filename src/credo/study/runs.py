@@ -428,6 +428,14 @@ def load_runs(paths: Iterable[str | Path], note: Note | None = _stderr) -> list[
     return runs
 
 
+def load_runs_or_fail(paths: list[str]) -> tuple[Note, list[Run]]:
+    """``(note, runs)`` for the CLI: notes go to stderr; no run with evaluations is an error."""
+    runs = load_runs(paths, note=_stderr)
+    if not runs:
+        raise ValueError(f"no run with evaluations under {', '.join(map(str, paths))}")
+    return _stderr, runs
+
+
 def resolve_metric(runs: list[Run], metric: str) -> str:
     """``metric`` as named in the eval rows (``return`` finds ``test_return``).
 

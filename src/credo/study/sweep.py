@@ -31,10 +31,10 @@ import sys
 import time
 from pathlib import Path
 
+from credo.study.runs import CELL_FILE  # the marker this writes and credo compare reads
 from credo.study.spec import Cell, SweepSpec
 
 SWEEP_FILE = "sweep.json"
-CELL_FILE = "sweep_cell.json"
 USER_ERROR = 2  # credo's exit status for a bad config or input: retrying cannot help
 
 
