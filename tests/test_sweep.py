@@ -293,3 +293,35 @@ def test_bad_search_sections_say_what_is_wrong(tmp_path):
                 }
             )
         )
+
+
+def test_a_cell_whose_settings_changed_since_it_ran_is_flagged_not_skipped(tmp_path):
+    """Editing a spec keeps its cells' names: a done or partial cell made with other settings
+    must not be silently skipped or resumed with the old ones."""
+    from credo.config import save_config
+    from credo.study.sweep import format_plan, plan, resolve_config
+
+    spec = parse_spec(_sweep_doc(), source=str(tmp_path / "tiny.yaml"))
+    cell = spec.cells[0]
+    run = tmp_path / "runs" / "tiny" / cell.name
+    old = parse_spec(_sweep_doc(steps=999, set={**TINY, "batch_size": 4}), source="x.yaml").cells[0]
+    save_config(resolve_config(old), run / "config.yaml")
+    (run / "summary.json").write_text("{}")
+    same = tmp_path / "runs" / "tiny" / spec.cells[1].name
+    save_config(resolve_config(spec.cells[1]), same / "config.yaml")
+    (same / "summary.json").write_text("{}")
+
+    rows = plan(spec, tmp_path / "runs")
+    assert [r["status"] for r in rows] == ["changed", "done"]
+    assert "batch_size: 4 -> 8" in rows[0]["error"] and "total_env_steps: 999 -> 1500" in rows[0]["error"]
+    assert "changed" in format_plan(rows)
+    out = _cli(
+        "sweep",
+        str(_spec(tmp_path, _sweep_doc(), "tiny.yaml")),
+        "--out",
+        "runs",
+        "--index",
+        "0",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2 and "other settings" in out.stderr

@@ -77,6 +77,28 @@ def write_cell_marker(root: Path, spec_name: str, cell: Cell) -> None:
         _write_json(run / CELL_FILE, doc)
 
 
+def config_changes(run: Path, cfg) -> list[str]:
+    """How the cell's config now differs from the one its run directory was made with.
+
+    A spec edited after its cells ran (another ``lr``, more steps) keeps the cells' names, so
+    without this check a rerun would skip or resume them with the old settings, silently.
+    """
+    from credo.config import to_dict
+
+    saved_path = run / "config.yaml"
+    if not saved_path.exists():
+        return []
+    from credo.cli import load_run_config
+
+    try:
+        saved = to_dict(load_run_config(run))
+    except Exception as err:  # noqa: BLE001 - a damaged config.yaml is a change too
+        return [f"config.yaml unreadable: {err}"]
+    now = to_dict(cfg)
+    keys = [k for k in now if saved.get(k) != now[k]]
+    return [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in keys]
+
+
 def cell_env_steps(root: Path, cell: Cell) -> int:
     """Env steps trained so far, summed over seeds (the last metrics row of each seed)."""
     total = 0
@@ -181,6 +203,12 @@ def run_cell_inprocess(spec: SweepSpec, root: Path, index: int) -> int:
     cell = spec.cell(index)
     root.mkdir(parents=True, exist_ok=True)
     status = cell_status(root, cell)
+    changes = config_changes(root / cell.name, resolve_config(cell)) if status != "new" else []
+    if changes:
+        raise ValueError(
+            f"cell {index} ({cell.name}): its run directory was made with other settings "
+            f"({'; '.join(changes)}); use another --out, or delete {root / cell.name} to train it again."
+        )
     if status == "done":
         print(f"cell {index} ({cell.name}) is done: {root / cell.name}")
         write_cell_marker(root, spec.name, cell)
@@ -197,17 +225,25 @@ def run_cell_inprocess(spec: SweepSpec, root: Path, index: int) -> int:
 
 
 def plan(spec: SweepSpec, out: Path) -> list[dict]:
-    """Every cell with its status on disk (done / partial / new / invalid) and the last run's record."""
+    """Every cell with its status on disk (done / partial / new / invalid / changed) and its last run."""
     root = Path(out) / spec.name
     previous = {c["name"]: c for c in _read_json(root / SWEEP_FILE, {}).get("cells", [])}
     rows = []
     for cell in spec.cells:
         status, error = cell_status(root, cell), None
-        if status != "done":
-            try:
-                resolve_config(cell)
-            except Exception as err:  # noqa: BLE001 - any config error makes the cell invalid
+        try:
+            cfg = resolve_config(cell)
+        except Exception as err:  # noqa: BLE001 - any config error makes the cell invalid
+            if status != "done":
                 status, error = "invalid", str(err)
+        else:
+            changes = config_changes(root / cell.name, cfg) if status != "new" else []
+            if changes:
+                status = "changed"
+                error = (
+                    f"its run directory was made with other settings ({'; '.join(changes)}); "
+                    f"rerun the spec with another --out, or delete {root / cell.name} to train it again"
+                )
         prev = previous.get(cell.name, {})
         rows.append(
             {
@@ -231,12 +267,14 @@ def format_plan(rows: list[dict]) -> str:
     lines = [f"{'#':>3}  {'cell':{width}}  status   env"]
     for r in rows:
         note = ""
-        if r["status"] == "invalid":
+        if r["status"] in ("invalid", "changed"):
             note = f"  ({r['error'].splitlines()[0]})"
         elif r["last_run"] == "failed" and r["status"] != "done":
             note = f"  (failed last time: {r['log']})"
         lines.append(f"{r['index']:>3}  {r['name']:{width}}  {r['status']:7}  {r['env']}{note}")
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("done", "partial", "new", "invalid")}
+    counts = {
+        s: sum(r["status"] == s for r in rows) for s in ("done", "partial", "new", "invalid", "changed")
+    }
     lines.append(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" of {len(rows)} cells")
     return "\n".join(lines)
 
@@ -263,12 +301,12 @@ def run_sweep(
     by_name = {r["name"]: r for r in rows}
     todo = [c for c in spec.cells if by_name[c.name]["status"] in ("partial", "new")]
     for r in rows:
-        if r["status"] == "invalid":
-            r.update(status="failed", result="invalid config")
+        if r["status"] in ("invalid", "changed"):
+            r.update(status="failed", result=r["status"])
     display = SweepDisplay(spec, root, rows, progress)
     for r in rows:
         if r["status"] == "failed":
-            display.event(f"cell {r['index']} {r['name']} failed: invalid config: {r['error']}")
+            display.event(f"cell {r['index']} {r['name']} failed: {r['result']}: {r['error']}")
     _write_json(root / SWEEP_FILE, record)
     if not todo:
         display.close()
