@@ -10,21 +10,18 @@ with global or local rewards: a full or an empty graph) are listed with "-".
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+from credo.study.runs import read_jsonl
 
 
 def graph_density(run: Path, last: int = 10) -> float | None:
     values = []
     for path in sorted((run / "metrics").glob("seed_*.jsonl")):
-        rows = []
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a half-written last line
+        rows, _ = read_jsonl(path)  # tolerates a half-written last line
         values += [r["graph_density"] for r in rows if r.get("graph_density") is not None][-last:]
     return float(np.mean(values)) if values else None
 
@@ -37,8 +34,6 @@ def main() -> None:
     print("| run | graph_threshold | graph density |\n|---|---:|---:|")
     for cfg_path in sorted(args.sweep_dir.glob("*/config.yaml")):
         run = cfg_path.parent
-        import yaml
-
         c = (yaml.safe_load(cfg_path.read_text()) or {}).get("graph_threshold", "-")
         d = graph_density(run, args.last)
         print(

@@ -29,11 +29,13 @@ values and score) are written next to the trials.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from credo.engine.metadata import now_utc
+from credo.qllm.artifact import write_json_atomic
+from credo.study.runs import load_run
 from credo.study.spec import Cell, SpecError, SweepSpec, _cell
-from credo.study.sweep import RayCells, SweepDisplay, _now, _write_json, cell_status, resolve_config
+from credo.study.sweep import RayCells, SweepDisplay, cell_status, resolve_config
 
 SEARCH_KEYS = {"trials", "metric", "mode", "sampler", "seed", "params", "concurrent"}
 
@@ -105,28 +107,17 @@ def suggest(trial, params: dict) -> dict:
 
 def trial_cell(base: Cell, number: int, values: dict) -> Cell:
     label = f"trial-{number:03d}"
-    cell = _cell(number, label, base.algo, base.env, {**base.overrides, **values}, base.seeds, base.steps)
-    return cell
+    return _cell(number, label, base.algo, base.env, {**base.overrides, **values}, base.seeds, base.steps)
 
 
 def trial_score(run: Path, metric: str) -> float | None:
-    """IQM over seeds of the metric's final evaluation; None if the run has no such value."""
+    """IQM over seeds of the metric's final evaluation; None if a seed has no such value."""
     from credo import stats
 
-    finals = []
-    for path in sorted((run / "metrics").glob("seed_*.jsonl")):
-        value = None
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if metric in row and "eval_index" in row:
-                value = row[metric]
-        if value is None:
-            return None
-        finals.append(value)
-    return float(stats.iqm(finals)) if finals else None
+    finals = [c.at() for c in load_run(run).curves(metric)]
+    if not finals or any(f is None for f in finals):
+        return None
+    return float(stats.iqm([value for value, _ in finals]))
 
 
 def run_search(
@@ -247,7 +238,7 @@ def _write_results(study, spec: SweepSpec, root: Path, settings: dict, base: Cel
     ]
     doc = {
         "name": spec.name,
-        "written": _now(),
+        "written": now_utc(),
         "algo": base.algo,
         "env": base.env,
         "metric": settings["metric"],
@@ -274,5 +265,5 @@ def _write_results(study, spec: SweepSpec, root: Path, settings: dict, base: Cel
         )
     else:
         print(f"search {spec.name}: no trial finished with a score")
-    _write_json(root / "search.json", doc)
+    write_json_atomic(root / "search.json", doc)
     return doc

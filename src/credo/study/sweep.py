@@ -31,7 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-from credo.study.runs import CELL_FILE  # the marker this writes and credo compare reads
+from credo.engine.metadata import now_utc
+from credo.qllm.artifact import write_json_atomic
+from credo.study.runs import CELL_FILE, _read_json  # the marker this writes and credo compare reads
 from credo.study.spec import Cell, SweepSpec
 
 SWEEP_FILE = "sweep.json"
@@ -74,7 +76,7 @@ def write_cell_marker(root: Path, spec_name: str, cell: Cell) -> None:
     run = root / cell.name
     if run.is_dir():
         doc = {"sweep": spec_name, "cell": cell.name, **cell.to_dict()}
-        _write_json(run / CELL_FILE, doc)
+        write_json_atomic(run / CELL_FILE, doc)
 
 
 def config_changes(run: Path, cfg) -> list[str]:
@@ -125,16 +127,6 @@ def _last_env_steps(path: Path) -> int:
     return 0
 
 
-def cell_budget(cell: Cell) -> int | None:
-    """Env steps the cell trains in all (seeds x steps per seed); None if its config is invalid."""
-    try:
-        cfg = resolve_config(cell)
-    except Exception:  # noqa: BLE001 - reported where the cell is validated
-        return None
-    steps = getattr(cfg, "total_env_steps", None)
-    return int(steps) * int(cfg.seeds) if steps else None
-
-
 def resolve_config(cell: Cell):
     """The cell's full config, built as ``credo train`` would build it (raises ConfigError)."""
     from credo.algos import config_class
@@ -174,7 +166,7 @@ def run_cell_process(cell_doc: dict, root: str, spec_name: str, cpus: float) -> 
     env = dict(os.environ, XLA_FLAGS=_xla_flags(os.environ.get("XLA_FLAGS", ""), max(1, int(cpus))))
     t0 = time.time()
     with open(log, "a") as f:
-        f.write(f"=== {_now()} on {os.uname().nodename}: credo {' '.join(argv)}\n")
+        f.write(f"=== {now_utc()} on {os.uname().nodename}: credo {' '.join(argv)}\n")
         f.flush()
         proc = popen_bounded(
             [sys.executable, "-m", "credo.cli", *argv], stdout=f, stderr=subprocess.STDOUT, env=env
@@ -227,16 +219,18 @@ def run_cell_inprocess(spec: SweepSpec, root: Path, index: int) -> int:
 def plan(spec: SweepSpec, out: Path) -> list[dict]:
     """Every cell with its status on disk (done / partial / new / invalid / changed) and its last run."""
     root = Path(out) / spec.name
-    previous = {c["name"]: c for c in _read_json(root / SWEEP_FILE, {}).get("cells", [])}
+    previous = {c["name"]: c for c in (_read_json(root / SWEEP_FILE) or {}).get("cells", [])}
     rows = []
     for cell in spec.cells:
-        status, error = cell_status(root, cell), None
+        status, error, budget = cell_status(root, cell), None, None
         try:
             cfg = resolve_config(cell)
         except Exception as err:  # noqa: BLE001 - any config error makes the cell invalid
             if status != "done":
                 status, error = "invalid", str(err)
         else:
+            if getattr(cfg, "total_env_steps", None):  # RICOL cells count iterations instead
+                budget = int(cfg.total_env_steps) * int(cfg.seeds)
             changes = config_changes(root / cell.name, cfg) if status != "new" else []
             if changes:
                 status = "changed"
@@ -256,6 +250,7 @@ def plan(spec: SweepSpec, out: Path) -> list[dict]:
                 "error": error,
                 "last_run": prev.get("status"),
                 "attempts": prev.get("attempts", 0),
+                "budget": budget,  # env steps over all seeds; None where unknown
                 "log": str(root / "logs" / f"{cell.name}.log"),
             }
         )
@@ -297,7 +292,7 @@ def run_sweep(
     if spec.source and Path(spec.source).exists():
         shutil.copyfile(spec.source, root / "spec.yaml")
     rows = plan(spec, root.parent)
-    record = {"name": spec.name, "spec": spec.source, "started": _now(), "cells": rows}
+    record = {"name": spec.name, "spec": spec.source, "started": now_utc(), "cells": rows}
     by_name = {r["name"]: r for r in rows}
     todo = [c for c in spec.cells if by_name[c.name]["status"] in ("partial", "new")]
     for r in rows:
@@ -307,7 +302,7 @@ def run_sweep(
     for r in rows:
         if r["status"] == "failed":
             display.event(f"cell {r['index']} {r['name']} failed: {r['result']}: {r['error']}")
-    _write_json(root / SWEEP_FILE, record)
+    write_json_atomic(root / SWEEP_FILE, record)
     if not todo:
         display.close()
         print(display.summary_line())
@@ -322,13 +317,16 @@ def run_sweep(
     queue = list(todo)
     try:
         while queue or pool.pending:
+            changed = False
             while queue and pool.has_room():
                 cell = queue.pop(0)
                 row = by_name[cell.name]
-                row.update(status="running", attempts=row["attempts"] + 1, started=_now())
+                row.update(status="running", attempts=row["attempts"] + 1, started=now_utc())
                 pool.submit(cell)
                 display.event(f"cell {cell.index} {cell.name}: started ({row['log']})")
-            _write_json(root / SWEEP_FILE, record)
+                changed = True
+            if changed:
+                write_json_atomic(root / SWEEP_FILE, record)
             for cell, result in pool.wait():
                 row = by_name[cell.name]
                 row.update(
@@ -338,6 +336,7 @@ def run_sweep(
                     ray_overhead_seconds=result.get("ray_overhead_seconds"),
                 )
                 display.cell_finished(cell, row)
+                write_json_atomic(root / SWEEP_FILE, record)
             display.update()
     except KeyboardInterrupt:
         for cell in pool.cancel_all():
@@ -345,8 +344,8 @@ def run_sweep(
         display.event("interrupted: rerun the same command to resume the unfinished cells")
         raise
     finally:
-        record["finished"] = _now()
-        _write_json(root / SWEEP_FILE, record)
+        record["finished"] = now_utc()
+        write_json_atomic(root / SWEEP_FILE, record)
         display.close()
         pool.close()
     print(display.summary_line())
@@ -447,8 +446,8 @@ class SweepDisplay:
         self.root, self.rows, self.spec = root, rows, spec
         self.cells = {c.name: c for c in spec.cells}
         self.tty = sys.stdout.isatty() if progress is None else progress
-        budgets = [cell_budget(c) for c in spec.cells]
-        self.total = sum(b for b in budgets if b)
+        self.total = sum(r.get("budget") or 0 for r in rows)
+        self.finished_steps: dict[str, int] = {}  # a done cell's env steps: read once
         self.t0, self.steps0 = time.time(), self.env_steps()
         self.last_line = self.t0
         self.bar = None
@@ -460,7 +459,16 @@ class SweepDisplay:
             )
 
     def env_steps(self) -> int:
-        return sum(cell_env_steps(self.root, c) for c in self.spec.cells)
+        total = 0
+        for r in self.rows:
+            if r["name"] in self.finished_steps:
+                total += self.finished_steps[r["name"]]
+                continue
+            steps = cell_env_steps(self.root, self.cells[r["name"]])
+            if r["status"] == "done":
+                self.finished_steps[r["name"]] = steps
+            total += steps
+        return total
 
     def counts(self) -> dict:
         return {s: sum(r["status"] == s for r in self.rows) for s in ("done", "running", "failed")}
@@ -489,12 +497,12 @@ class SweepDisplay:
             self.event(f"cell {cell.index} {cell.name}: FAILED, log {row['log']}: {row.get('error')}")
 
     def update(self) -> None:
-        steps = self.env_steps()
         if self.bar is not None:
-            self.bar.update(steps - self.bar.n)
+            self.bar.update(self.env_steps() - self.bar.n)
             self.bar.set_postfix_str(self.status_text())
-        elif time.time() - self.last_line >= 30:
+        elif time.time() - self.last_line >= 30:  # the metrics files are read only when shown
             self.last_line = time.time()
+            steps = self.env_steps()
             self.event(
                 f"{self.status_text()}; {_si(steps)} of {_si(self.total)} env steps; {self.eta(steps)}"
             )
@@ -503,7 +511,8 @@ class SweepDisplay:
         failed = [r for r in self.rows if r["status"] == "failed"]
         text = f"sweep {self.spec.name}: {self.status_text()} ({self.root})"
         for r in failed:
-            text += f"\n  failed: cell {r['index']} {r['name']}: {(r.get('error') or '').splitlines()[-1:] or ''} log: {r['log']}"
+            last = (r.get("error") or "").strip().splitlines()[-1:] or [""]
+            text += f"\n  failed: cell {r['index']} {r['name']}: {last[0]} log: {r['log']}"
         return text
 
     def close(self) -> None:
@@ -522,23 +531,6 @@ def _log_tail(log: Path, lines: int = 3) -> str:
     except OSError:
         return ""
     return " | ".join(line.strip() for line in text[-lines:])
-
-
-def _write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path, default):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return default
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _duration(seconds: float) -> str:
