@@ -76,6 +76,30 @@ def test_grid_expands_as_a_product_with_labels_includes_and_excludes():
     assert "--set" in first.train_args(Path("out")) and "lr=0.001" in first.train_args(Path("out"))
 
 
+def test_a_cell_killed_while_saving_its_first_checkpoint_starts_again(tmp_path):
+    # A SIGKILL during the atomic save leaves only the temporary file: nothing to resume from.
+    from credo.study.sweep import cell_argv, cell_status
+
+    spec = parse_spec({"name": "s", "algos": ["qmix"], "envs": ["matrix:climbing"], "steps": 1000})
+    cell = spec.cells[0]
+    run = tmp_path / cell.name
+    assert cell_status(tmp_path, cell) == "new"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.npz.tmp-4242").write_bytes(b"half a file")
+    (run / "config.yaml").write_text("algo: qmix\n")
+    assert cell_status(tmp_path, cell) == "new"
+    assert "--resume" not in cell_argv(tmp_path, cell) and not run.exists()  # cleared, started afresh
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "seed_0.tmp").mkdir()  # RICOL's layout, cut off the same way
+    assert cell_status(tmp_path, cell) == "new"
+    (run / "checkpoints" / "last.npz").write_bytes(b"")
+    assert cell_status(tmp_path, cell) == "partial"
+    assert cell_argv(tmp_path, cell)[:2] == ["train", "--resume"]
+    (run / "checkpoints" / "last.npz").unlink()
+    (run / "checkpoints" / "seed_0").mkdir()
+    assert cell_status(tmp_path, cell) == "partial"
+
+
 def test_labelled_algos_carry_their_own_overrides():
     spec = parse_spec(
         {

@@ -21,6 +21,8 @@ def save_checkpoint(path: str | Path, tree, meta: dict) -> Path:
     leaves = jax.tree.leaves(tree)
     arrays = {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    for stale in path.parent.glob(path.name + ".tmp-*"):  # left by a process killed while saving
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         np.savez(f, **arrays)

@@ -52,10 +52,20 @@ def cell_status(root: Path, cell: Cell) -> str:
     run = root / cell.name
     if (run / "summary.json").exists():
         return "done"
+    return "partial" if has_checkpoint(run) else "new"
+
+
+def has_checkpoint(run: Path) -> bool:
+    """Whether ``run`` holds a finished checkpoint that ``credo train --resume`` can start from.
+
+    Only a complete one counts: a process killed while saving leaves ``last.npz.tmp-<pid>``
+    (engine runs) or ``seed_<i>.tmp/`` (RICOL) behind, and those cannot be resumed from.
+    """
     ckpt = run / "checkpoints"
-    if ckpt.is_dir() and any(ckpt.iterdir()):
-        return "partial"
-    return "new"
+    if (ckpt / "last.npz").is_file():  # credo.engine.train.CHECKPOINT
+        return True
+    # RICOL: one directory per seed; ``seed_<i>.old`` is the previous one while a swap is under way
+    return any(p.is_dir() and not p.name.endswith(".tmp") for p in ckpt.glob("seed_*"))
 
 
 def cell_argv(root: Path, cell: Cell) -> list[str]:
