@@ -50,10 +50,12 @@ def config_root():
 
 
 def config_files(algo: str, env_key: str) -> list:
-    """The YAML layers of a run: the algorithm's, then the env family's for its kind of learner.
+    """The YAML layers of a run: the algorithm's, the env family's, then the pair's, later winning.
 
     Value learners read ``configs/envs/<family>.yaml``, policy-gradient ones
-    ``configs/envs/ppo/<family>.yaml`` (budgets and batch sizes differ).
+    ``configs/envs/ppo/<family>.yaml`` (budgets and batch sizes differ). Last comes
+    ``configs/tuned/<family>/<algo>.yaml`` where it exists: settings a source tuned for that
+    algorithm on that family (e.g. the EPyMARL benchmark paper's LBF tables), each file naming it.
     """
     import difflib
 
@@ -71,6 +73,9 @@ def config_files(algo: str, env_key: str) -> list:
     env_file = env_dir / f"{env_key.split(':', 1)[0]}.yaml"
     if env_file.exists():
         files.append(env_file)
+    tuned = root / "tuned" / env_key.split(":", 1)[0] / f"{algo}.yaml"
+    if tuned.exists():
+        files.append(tuned)
     return files
 
 
@@ -255,7 +260,7 @@ def cmd_eval(args) -> int:
     result = trainer.evaluate(trainer.to_devices(state.learner.params), index=10**6)
     returns = np.asarray(result.returns).mean(1)
     print(
-        f"{cfg.algo} on {cfg.env}, checkpoint at {np.asarray(state.env_steps).tolist()} env steps, {cfg.test_episodes} greedy episodes per seed"
+        f"{cfg.algo} on {cfg.env}, checkpoint at {np.asarray(state.env_steps).tolist()} env steps, {cfg.test_episodes} {'greedy' if trainer.eval_greedy else 'sampled'} episodes per seed"
     )
     for seed, r, w in zip(trainer.seeds, returns, np.asarray(result.won).mean(1)):
         print(f"  seed {seed}: test return {r:.3f}" + (f", win rate {w:.1%}" if trainer.with_won else ""))
@@ -541,7 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
-    e = sub.add_parser("eval", help="greedy evaluation of a run's last checkpoint")
+    e = sub.add_parser(
+        "eval", help="evaluation of a run's last checkpoint (greedy unless the run set test_greedy=false)"
+    )
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=int, help="episodes per seed (default: the run's test_episodes)")
     e.set_defaults(func=cmd_eval)

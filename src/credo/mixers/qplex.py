@@ -26,8 +26,8 @@ class QPLEXMixer(nn.Module):
     n_actions: int = 0
     hypernet_layers: int = 2  # depth of the transformation's weight network
     hypernet_embed: int = 64
-    num_kernel: int = 10  # attention heads of lambda(s, a)
-    adv_hypernet_layers: int = 3  # depth of each attention extractor
+    num_kernel: int = 4  # attention heads of lambda(s, a) (pymarl2 qplex.yaml)
+    adv_hypernet_layers: int = 2  # depth of each attention extractor (pymarl2 qplex.yaml)
     adv_hypernet_embed: int = 64
 
     @nn.compact
