@@ -566,3 +566,30 @@ def test_config_error_is_a_value_error_and_module_imports_no_jax():
 def test_non_finite_floats_survive_files(tmp_path):
     cfg = load_config(Train, [save_config(Train(lr=float("-inf"), tau=float("nan")), tmp_path / "c.yaml")])
     assert cfg.lr == float("-inf") and math.isnan(cfg.tau)
+
+
+def test_tuned_layer_gives_each_algorithm_its_sources_settings_on_lbf():
+    # `credo train qmix lbf:...` is EPyMARL's QMIX on LBF (feed-forward, one-step targets), while
+    # the same algorithm on another family keeps the class defaults (GRU, TD(lambda) 0.6).
+    from credo.algos.value import ValueConfig
+    from credo.cli import config_files
+
+    def cfg(algo, env):
+        return load_config(ValueConfig, config_files(algo, env), [], base={"algo": algo, "env": env})
+
+    lbf = "lbf:Foraging-8x8-2p-3f-v3"
+    qmix = cfg("qmix", lbf)
+    assert (qmix.use_rnn, qmix.td_lambda, qmix.standardise_rewards) == (False, 0.0, True)
+    assert (qmix.target_update_interval, qmix.target_update_unit) == (200, "updates")
+    iql = cfg("iql", lbf)
+    assert (iql.use_rnn, iql.hidden_dim, iql.lr, iql.epsilon_anneal_steps) == (True, 128, 3e-4, 200_000)
+    assert [p.name for p in config_files("qmix", lbf)][-1] == "qmix.yaml"
+    assert config_files("qmix", lbf)[-1].parent.name == "lbf"
+    mpe = cfg("qmix", "mpe:simple_spread")
+    assert (mpe.use_rnn, mpe.td_lambda) == (True, 0.6)
+    # every tuned file names only real fields of the learner it is for
+    root = config_files("qmix", lbf)[-1].parent.parent
+    for path in root.glob("*/*.yaml"):
+        algo, family = path.stem, path.parent.name
+        env = {"lbf": lbf, "mpe": "mpe:simple_spread", "matrix": "matrix:climbing"}[family]
+        cfg(algo, env)

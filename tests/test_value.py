@@ -365,14 +365,30 @@ def test_soft_target_update_moves_by_tau():
     assert _distance(new.target_params, state.target_params) > 0
 
 
-def test_hard_target_update_waits_for_the_interval():
-    learner, state, batch = _learner_and_batch(target_update="hard", target_update_interval=10)
+def test_hard_target_update_waits_for_the_interval_in_episodes():
+    learner, state, batch = _learner_and_batch(
+        target_update="hard", target_update_interval=10, target_update_unit="episodes"
+    )
     update = jax.jit(learner.update)
     s1, _ = update(state, batch, 5, jax.random.PRNGKey(1))  # 5 episodes seen: too early
     assert _distance(s1.target_params, state.target_params) == 0.0
     s2, _ = update(s1, batch, 12, jax.random.PRNGKey(1))  # 12 >= 10: copy
     assert _distance(s2.target_params, s2.params) == 0.0
     assert int(s2.last_target_episode) == 12
+
+
+def test_hard_target_update_in_gradient_steps_ignores_how_many_episodes_each_brought():
+    # EPyMARL counts train() calls; pymarl2 counts episodes: 8 parallel episodes per update make
+    # pymarl2's interval of 16 two updates, EPyMARL's sixteen.
+    kw = {"target_update": "hard", "target_update_interval": 2}
+    for unit, copies_at in (("updates", 2), ("episodes", 1)):
+        learner, state, batch = _learner_and_batch(**kw, target_update_unit=unit)
+        update = jax.jit(learner.update)
+        s = state
+        for i in range(1, 4):
+            s, _ = update(s, batch, 8 * i, jax.random.PRNGKey(i))
+            copied = _distance(s.target_params, s.params) == 0.0
+            assert copied == (i == copies_at or (unit == "episodes" and i > 1)), (unit, i)
 
 
 def test_reward_standardisation_tracks_running_moments():

@@ -26,19 +26,24 @@ from credo.networks.agent import RecurrentAgent, init_agents, step_agents, unrol
 
 @dataclass(frozen=True)
 class ValueConfig(RunConfig):
-    """Settings of a value-based run; defaults follow EPyMARL's QMIX (see ../shared/REFERENCE.md)."""
+    """Settings of a value-based run.
+
+    Defaults are EPyMARL's ``qmix.yaml`` except where a field's comment names another source
+    (pymarl2, a paper) or says "credo's": the GRU agent and TD(lambda) 0.6 are pymarl2's. Per-family and per-algorithm settings from the papers live in
+    ``configs/envs/`` and ``configs/tuned/`` (what ``credo train ALGO ENV`` layers on top).
+    """
 
     algo: str = "qmix"  # learner: iql, vdn, qmix, qplex, qllm, me-qmix or me-qplex
     # acting
-    epsilon_start: float = 1.0  # exploration at the start
-    epsilon_finish: float = 0.05  # exploration after annealing
-    epsilon_anneal_steps: int = 50_000  # env steps over which epsilon falls linearly
+    epsilon_start: float = 1.0  # exploration at the start (EPyMARL)
+    epsilon_finish: float = 0.05  # exploration after annealing (EPyMARL)
+    epsilon_anneal_steps: int = 50_000  # env steps over which epsilon falls linearly (EPyMARL)
     # agent network
-    hidden_dim: int = 64  # width of the agent network
-    use_rnn: bool = True  # GRU agent (else a feed-forward one)
-    share_params: bool = True  # one network for all agents
-    obs_agent_id: bool = True  # append the agent's one-hot id to its observation
-    obs_last_action: bool = False  # append the agent's previous action (one-hot)
+    hidden_dim: int = 64  # width of the agent network (EPyMARL, pymarl2)
+    use_rnn: bool = True  # GRU agent, else feed-forward (pymarl2's GRU; EPyMARL qmix.yaml: false)
+    share_params: bool = True  # one network for all agents (EPyMARL)
+    obs_agent_id: bool = True  # append the agent's one-hot id to its observation (EPyMARL)
+    obs_last_action: bool = False  # append the agent's previous action, one-hot (EPyMARL; pymarl2: true)
     # mixer
     mixer: str | None = "qmix"  # vdn, qmix, qplex, tfcaf (QLLM) or null (independent learners)
     mixing_embed_dim: int = 32  # QMIX mixing layer width
@@ -50,26 +55,35 @@ class ValueConfig(RunConfig):
         None  # QLLM: IGM gate, 1 = Q_tot must be monotone in every Q_i; null = the file's (else 1)
     )
     # learning
-    buffer_size: int = 5000  # replay capacity in episodes
-    batch_size: int = 32  # episodes per gradient step
-    updates_per_iteration: int = 1  # gradient steps per collected batch of n_envs episodes
+    buffer_size: int = 5000  # replay capacity in episodes (EPyMARL)
+    batch_size: int = 32  # episodes per gradient step (EPyMARL)
+    updates_per_iteration: int = 1  # gradient steps per collected batch of n_envs episodes (EPyMARL)
     optimizer: Literal["adam", "rmsprop"] = "adam"  # EPyMARL: adam; original pymarl: rmsprop
-    lr: float = 5e-4  # learning rate
-    gamma: float = 0.99  # discount
-    td_lambda: float = 0.6  # lambda of TD(lambda) targets (0 = one-step targets)
-    double_q: bool = True  # pick target actions with the online network
+    lr: float = 5e-4  # learning rate (EPyMARL)
+    gamma: float = 0.99  # discount (EPyMARL)
+    td_lambda: float = 0.6  # lambda of TD(lambda) targets, 0 = one-step (pymarl2's 0.6; EPyMARL: 0)
+    double_q: bool = True  # pick target actions with the online network (EPyMARL)
     target_update: Literal["hard", "soft"] = "hard"  # copy every interval, or Polyak-average every update
-    target_update_interval: int = 200  # episodes between hard target updates
+    target_update_interval: int = 200  # hard target updates every this many target_update_unit (EPyMARL)
+    target_update_unit: Literal["episodes", "updates"] = (
+        "updates"  # what the interval counts: gradient steps (EPyMARL's train() calls) or episodes (pymarl2)
+    )
     tau: float = 0.01  # soft target update rate
-    grad_clip: float = 10.0  # global gradient norm clip
-    standardise_rewards: bool = False  # divide rewards by a running std (after removing the running mean)
+    grad_clip: float = 10.0  # global gradient norm clip (EPyMARL)
+    standardise_rewards: bool = True  # rewards minus their running mean, over their running std (EPyMARL)
     # maximum-entropy learners (me-qmix, me-qplex; ignored by the others)
     policy_transform: Literal["opt", "none", "mlp"] = (
         "opt"  # Q -> logits: OPT (ME-IGM), none (+Entropy), mlp (OPT->MLP)
     )
-    opt_layers: int = 1  # stacked monotone blocks of the OPT (the paper: 1 on SMACv2)
-    opt_hidden: int = 16  # monotone units per agent and block
-    opt_hypernet_embed: int = 64  # width of the OPT's hypernetworks
+    opt_form: Literal["paper", "skip"] = (
+        "paper"  # OPT: paper = eq. 2.2, W2 ELU(W1 x+b1)+b2, 1-layer hypernets; skip = x + that (authors' old code)
+    )
+    opt_layers: int = 1  # stacked monotone blocks of the OPT (eq. 2.2: 1; more only with opt_form=skip)
+    opt_hidden: int = 16  # monotone units per agent and block (d1; the authors' code: 16)
+    opt_hypernet_embed: int = 64  # hidden width of the OPT's hypernetworks (opt_form=skip; paper's have none)
+    soft_target_entropy: Literal["sampled", "replayed"] = (
+        "sampled"  # -alpha log pi on the t+1 return: sampled action's (eq. A.1, authors'), replayed one's (old)
+    )
     alpha: float = 0.03  # temperature of the soft policies (its start value when auto_alpha)
     auto_alpha: bool = True  # tune the temperature towards the target entropy (eq. 2.11)
     target_entropy_per_agent: float = 0.24  # target joint entropy / n_agents (nats; paper: 0.24, terran 0.32)
@@ -81,7 +95,7 @@ class LearnerState(NamedTuple):
     target_params: dict
     opt_state: Any
     reward_stats: jax.Array  # [3]: count, mean, M2 of rewards seen (for standardisation)
-    last_target_episode: jax.Array  # [] int32
+    last_target_episode: jax.Array  # [] int32: when the target was last copied, in target_update_unit
     updates: jax.Array  # [] int32
 
 
@@ -239,9 +253,12 @@ class ValueLearner:
             target = optax.incremental_update(params, state.target_params, cfg.tau)
             last = state.last_target_episode
         else:
-            due = episodes_seen - state.last_target_episode >= cfg.target_update_interval
+            # EPyMARL counts gradient steps, pymarl2 episodes: with n_envs parallel episodes per update
+            # pymarl2's 200 is one copy every 200 / n_envs updates, hence the explicit unit.
+            now = episodes_seen if cfg.target_update_unit == "episodes" else state.updates + 1
+            due = now - state.last_target_episode >= cfg.target_update_interval
             target = jax.tree.map(lambda p, t: jnp.where(due, p, t), params, state.target_params)
-            last = jnp.where(due, episodes_seen, state.last_target_episode).astype(jnp.int32)
+            last = jnp.where(due, now, state.last_target_episode).astype(jnp.int32)
         new = LearnerState(params, target, opt_state, stats, last, state.updates + 1)
         return new, metrics
 
