@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from credo.algos import MaxEntLearner, make_learner
+from credo.algos.me_igm import soft_td_targets
 from credo.algos.value import ValueConfig
 from credo.buffers.episode import empty_batch
 from credo.credit.td import td_lambda_targets
@@ -17,12 +18,12 @@ from credo.networks.policy_head import OrderPreservingTransform, PolicyMLP
 N, S, A = 3, 6, 5
 
 
-def _head(cls, seed, **kw):
+def _head(cls, seed, spread=1.0, **kw):
     head = cls(n_agents=N, n_actions=A, **kw)
     params = head.init(jax.random.PRNGKey(seed), jnp.zeros((1, N, A)), jnp.zeros((1, S)))
     # Spread the parameters so that the hypernetworks' outputs are far from init.
     params = jax.tree.map(
-        lambda p, k: p + jax.random.normal(k, p.shape),
+        lambda p, k: p + spread * jax.random.normal(k, p.shape),
         params,
         jax.tree.unflatten(
             jax.tree.structure(params),
@@ -39,10 +40,13 @@ def _random_inputs(seed, batch=512):
     return qs, states
 
 
-@pytest.mark.parametrize("layers", [1, 2])
+# The paper form (eq. 2.2, no identity term) at a smaller spread: its hypernetworks are one
+# linear layer of the state, so spread 1 gives weights near 10 and ELU inputs below -17, where
+# float32 rounds ELU to -1 and the lowest actions tie (see the next test).
+@pytest.mark.parametrize("form, layers, spread", [("paper", 1, 0.3), ("skip", 1, 1.0), ("skip", 2, 1.0)])
 @pytest.mark.parametrize("seed", range(4))
-def test_opt_keeps_the_order_of_every_agents_q_values(layers, seed):
-    head, params = _head(OrderPreservingTransform, seed, layers=layers)
+def test_opt_keeps_the_order_of_every_agents_q_values(form, layers, spread, seed):
+    head, params = _head(OrderPreservingTransform, seed, spread, layers=layers, form=form)
     qs, states = _random_inputs(seed)
     logits = head.apply(params, qs, states)
     assert logits.shape == qs.shape
@@ -50,6 +54,58 @@ def test_opt_keeps_the_order_of_every_agents_q_values(layers, seed):
     sorted_logits = jnp.take_along_axis(logits, order, -1)
     assert bool(jnp.all(jnp.diff(sorted_logits, axis=-1) > 0)), "OPT must be strictly increasing"
     np.testing.assert_array_equal(jnp.argmax(logits, -1), jnp.argmax(qs, -1))
+
+
+def _slopes(head, params, qs, states):
+    """Finite-difference slopes of each agent's OPT between its sorted Q entries: [B, n, A-1]."""
+    order = jnp.argsort(qs, -1)
+    x = jnp.take_along_axis(qs, order, -1)
+    g = jnp.take_along_axis(head.apply(params, qs, states), order, -1)
+    return jnp.diff(g, axis=-1) / jnp.diff(x, axis=-1)
+
+
+def test_paper_opt_has_no_identity_term_and_skip_opt_has_slope_at_least_one():
+    qs, states = _random_inputs(0)
+    paper, p_params = _head(OrderPreservingTransform, 0, 0.3, form="paper")
+    # (At spread 1 the skip form's logits reach 1e6 and float32 difference quotients drift off 1.)
+    skip, s_params = _head(OrderPreservingTransform, 0, 0.3, form="skip")
+    assert "hidden0" not in p_params["params"]["w1_0"], "eq. 2.2's hypernetworks are one linear layer"
+    assert "hidden0" in s_params["params"]["w1_0"]
+
+    # Trained-looking OPTs: the skip form never goes below slope 1, the paper form can.
+    s_slopes, p_slopes = _slopes(skip, s_params, qs, states), _slopes(paper, p_params, qs, states)
+    assert float(s_slopes.min()) >= 1 - 1e-3
+    assert float(p_slopes.min()) < 0.5 and float(p_slopes.min()) > 0
+
+    def zeroed(params, names):  # these hypernetworks output 0 for every state
+        return {
+            "params": {
+                k: jax.tree.map(jnp.zeros_like, v) if k in names else v for k, v in params["params"].items()
+            }
+        }
+
+    # W2's hypernetwork at 0: the skip form is x + b(s), slope exactly 1; the paper form
+    # keeps only its weight floor (W2 = eps): nearly constant in x.
+    np.testing.assert_allclose(_slopes(skip, zeroed(s_params, {"w2_0"}), qs, states), 1.0, rtol=1e-3)
+    assert float(_slopes(paper, zeroed(p_params, {"w2_0"}), qs, states).max()) < 0.1
+
+    # Every hypernetwork at 0: W1 = W2 = eps, b1 = b2 = 0, so OPT(x) = d eps ELU(eps x).
+    # With |.| alone (eps = 0) this would be 0 for every action, a tie; the floor keeps it strict.
+    eps, d = 1e-3, paper.hidden
+    logits = paper.apply(zeroed(p_params, set(p_params["params"])), qs, states)
+    np.testing.assert_allclose(logits, d * eps * jax.nn.elu(eps * qs), rtol=1e-4, atol=1e-12)
+    sorted_logits = jnp.take_along_axis(logits, jnp.argsort(qs, -1), -1)
+    assert bool(jnp.all(jnp.diff(sorted_logits, axis=-1) > 0))
+
+
+def test_paper_opt_ties_only_where_float32_saturates_elu():
+    """At spread 1 some of the lowest actions tie in float32 (ELU rounds to -1), never the best."""
+    head, params = _head(OrderPreservingTransform, 0, 1.0, form="paper")
+    qs, states = _random_inputs(0)
+    logits = head.apply(params, qs, states)
+    np.testing.assert_array_equal(jnp.argmax(logits, -1), jnp.argmax(qs, -1))
+    sorted_logits = jnp.take_along_axis(logits, jnp.argsort(qs, -1), -1)
+    assert bool(jnp.all(jnp.diff(sorted_logits, axis=-1) >= 0)), "never out of order"
 
 
 def test_the_mlp_ablation_does_not_keep_the_order():
@@ -198,10 +254,97 @@ def test_soft_td_lambda_subtracts_log_pi_from_the_next_value_and_return(lam):
         np.testing.assert_allclose(got[0], r[0] + gamma * v[0, 1:], rtol=1e-6)
 
 
+def test_soft_target_entropy_term_sampled_vs_replayed_by_hand():
+    """Both branches of the t+1 target carry -alpha log pi of the sampled action ("sampled"),
+    or the return branch carries that of the replayed one ("replayed"), here very unlikely."""
+    gamma, lam, alpha = 0.9, 0.6, 0.5
+    r = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 0.0]], np.float32)
+    term = np.array([[False, False, False], [False, True, False]])  # episode 1 ends at t = 1
+    filled = np.array([[True, True, True], [True, True, False]])
+    q = np.array([[0.5, 1.5, -1.0, 2.0], [0.3, 0.7, 9.0, 9.0]], np.float32)  # Q_tot^- at the sampled actions
+    ls = np.array(
+        [[-0.1, -0.7, -0.2, -0.4], [-0.3, -1.1, -5.0, -5.0]], np.float32
+    )  # log pi_jt of the samples
+    lr = np.array(
+        [[-0.3, -18.0, -0.5], [-0.2, -20.0, -7.0]], np.float32
+    )  # of the replayed actions: u_1 unlikely
+
+    def by_hand(e):  # e[b][t]: the log pi on the return branch at t
+        v = q - alpha * ls  # soft values, the value branch
+        g = np.zeros((2, 3))
+        g[0, 2] = r[0, 2] + gamma * v[0, 3]  # truncated: bootstraps from the soft value at T
+        g[0, 1] = r[0, 1] + gamma * ((1 - lam) * v[0, 2] + lam * (g[0, 2] - alpha * e[0][2]))
+        g[0, 0] = r[0, 0] + gamma * ((1 - lam) * v[0, 1] + lam * (g[0, 1] - alpha * e[0][1]))
+        g[1, 1] = r[1, 1]  # terminal
+        g[1, 0] = r[1, 0] + gamma * ((1 - lam) * v[1, 1] + lam * (g[1, 1] - alpha * e[1][1]))
+        return g
+
+    for form, e in [("sampled", ls), ("replayed", lr)]:
+        got = np.asarray(soft_td_targets(r, term, filled, q, ls, lr, alpha, gamma, lam, form))
+        np.testing.assert_allclose(got[filled], by_hand(e)[filled], rtol=1e-5, err_msg=form)
+    sampled = np.asarray(soft_td_targets(r, term, filled, q, ls, lr, alpha, gamma, lam, "sampled"))
+    replayed = np.asarray(soft_td_targets(r, term, filled, q, ls, lr, alpha, gamma, lam, "replayed"))
+    # The replayed u_1's -alpha log pi = 9 (and 10) reaches step 0 through gamma * lambda.
+    jump = gamma * lam * alpha * np.array([18.0 - 0.7 + gamma * lam * (0.5 - 0.2), 20.0 - 1.1])
+    np.testing.assert_allclose(replayed[:, 0] - sampled[:, 0], jump, rtol=1e-5)
+    # One-step targets (lambda = 0) do not see the return branch at all.
+    np.testing.assert_allclose(
+        soft_td_targets(r, term, filled, q, ls, lr, alpha, gamma, 0.0, "sampled"),
+        soft_td_targets(r, term, filled, q, ls, lr, alpha, gamma, 0.0, "replayed"),
+    )
+
+
+def test_learner_target_takes_the_replayed_actions_log_pi_only_when_asked():
+    """Soft policies (1/2, 1/2, e^-30 ...) and every replayed action the unlikely last one:
+    the "replayed" target adds -alpha log pi = 30 + log 2 per agent on the return branch,
+    "sampled" adds the sampled action's log 2 (the two likely actions tie), as on the value."""
+    gamma, lam, alpha, big = 0.9, 0.5, 0.2, 30.0
+    spec = EnvSpec(n_agents=2, obs_dim=3, state_dim=4, n_actions=3, episode_limit=3)
+    rng = np.random.default_rng(0)
+    b = empty_batch(spec, 4)
+    batch = b._replace(
+        obs=jnp.asarray(rng.normal(size=b.obs.shape), jnp.float32),
+        state=jnp.asarray(rng.normal(size=b.state.shape), jnp.float32),
+        avail=jnp.ones(b.avail.shape, bool),
+        actions=jnp.full(b.actions.shape, 2, jnp.int32),
+        reward=jnp.asarray(rng.normal(size=b.reward.shape), jnp.float32),
+        filled=jnp.ones(b.filled.shape, bool),
+    )
+    fixed = jnp.array([0.0, 0.0, -big]) * alpha  # logits / alpha = (0, 0, -30)
+    targets = {}
+    for form in ("sampled", "replayed"):
+        cfg = ValueConfig(
+            algo="me-qmix",
+            mixer="qmix",
+            alpha=alpha,
+            auto_alpha=False,
+            gamma=gamma,
+            td_lambda=lam,
+            soft_target_entropy=form,
+        )
+        learner = make_learner(cfg, spec)
+        learner.logits = lambda params, qs, state: jnp.broadcast_to(fixed, qs.shape)
+        state = learner.init(jax.random.PRNGKey(0))
+        _, m = learner.loss(state.params, state.target_params, batch, batch.reward, jax.random.PRNGKey(3))
+        targets[form] = float(m["target_mean"])
+    # Per agent: -log pi(replayed) - (-log pi(sampled)) = 30 exactly (both share log(2 + e^-30)).
+    # It enters step t's target once per later step j (t < j < T) with weight (gamma lambda)^(j-t);
+    # T = 3: steps 0 and 1 get gl + gl^2 and gl, step 2 none; mean over the 3 steps.
+    gl = gamma * lam
+    want = alpha * spec.n_agents * big * (2 * gl + gl**2) / 3
+    assert targets["replayed"] - targets["sampled"] == pytest.approx(want, rel=1e-4)
+
+
 def test_me_learner_needs_a_mixer():
     spec = EnvSpec(n_agents=2, obs_dim=2, state_dim=2, n_actions=3, episode_limit=1)
     with pytest.raises(ValueError, match="needs an IGM mixer"):
         make_learner(ValueConfig(algo="me-qmix", mixer=None), spec)
+    # Eq. 2.2 is one block: stacking needs the skip form (float32 ties otherwise).
+    with pytest.raises(ValueError, match="opt_form=skip"):
+        make_learner(ValueConfig(algo="me-qmix", opt_layers=2), spec)
+    assert isinstance(
+        make_learner(ValueConfig(algo="me-qmix", opt_form="skip", opt_layers=2), spec), MaxEntLearner
+    )
 
 
 def _matrix_cfg(algo, **kw):
@@ -252,7 +395,7 @@ def test_me_qmix_finds_the_optimum_of_the_3x3_game_where_qmix_does_not():
         # Each compiles a whole Trainer (about a minute on 2 cores): the default suite keeps one.
         ("me-qmix", "lbf:Foraging-5x5-2p-1f-v3", ["policy_transform=none"]),
         pytest.param("me-qmix", "mpe:simple_spread", ["policy_transform=mlp"], marks=pytest.mark.slow),
-        pytest.param("me-qplex", "smax:3m", ["opt_layers=2"], marks=pytest.mark.slow),
+        pytest.param("me-qplex", "smax:3m", ["opt_form=skip", "opt_layers=2"], marks=pytest.mark.slow),
         pytest.param("me-qmix", "gym:Foraging-5x5-2p-1f-v3", [], marks=pytest.mark.slow),
     ],
 )

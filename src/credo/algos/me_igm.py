@@ -7,10 +7,24 @@ target is:
 - Acting: agent i samples from ``pi_i = softmax(OPT_i(Q_i, s) / alpha)`` (eq. 2.10),
   not epsilon-greedy. The order-preserving transformation (OPT) keeps the order
   of Q_i, so the most likely local actions together are the greedy joint action
-  of Q_tot; execution takes argmax Q_i and needs no state.
-- Critic (eq. 2.8, A.1): TD(lambda) towards the soft return, with the t+1
-  actions sampled from the soft policies and ``-alpha log pi_jt`` subtracted from
-  both the t+1 value and the t+1 return (the note under eq. A.4).
+  of Q_tot; execution takes argmax Q_i and needs no state. ``opt_form``:
+  ``paper`` is eq. 2.2 (``W2 ELU(W1 x + b1) + b2``, strictly positive weights from
+  one-layer hypernetworks of the state, no identity term); ``skip`` is the
+  authors' earlier code (``x +`` that, two-layer hypernetworks, slope >= 1).
+  Both in ``credo.networks.policy_head``.
+- Critic (eq. 2.8, A.1): TD(lambda) towards the soft return. The t+1 actions
+  u' are sampled from the current soft policies; the t+1 value is
+  ``Q_tot^-(s', u') - alpha log pi_jt(u' | s')``, and (the note under eq. A.4)
+  ``-alpha log pi_jt`` is also added to the t+1 lambda-return that step t
+  continues through. ``soft_target_entropy`` says of which action:
+  ``sampled`` (default; the authors' code, whose ``build_td_lambda_targets``
+  adds the one entropy of the sampled u' to both branches; eq. A.3's
+  ``log pi_jt(u_t+1 | s_t+1)`` does not say which u_t+1) takes the sampled u'
+  on both, a one-sample entropy estimate whose mean is at most log |U|;
+  ``replayed`` (credo's earlier form) takes the replayed u_t+1 on the return
+  branch, the soft return of the logged trajectory, whose term is unbounded
+  when the replayed action is unlikely under the current, near-greedy policy.
+  ``soft_td_targets`` computes both.
 - OPT (eq. 2.9): ``0.5 (Q_tot - sum_i OPT_i(Q_i)[u_i])^2`` with Q_tot and Q_i held
   fixed, so the OPTs make sum_i OPT_i a local, decentralisable image of Q_tot.
 - Temperature (eq. 2.11): log alpha follows ``log_alpha * (H(pi_jt) - H_target)``
@@ -62,6 +76,43 @@ def _take(x, idx):
     return jnp.take_along_axis(x, idx[..., None], -1)[..., 0]
 
 
+def soft_td_targets(
+    rewards,
+    terminated,
+    filled,
+    target_tot,
+    logp_sampled,
+    logp_replayed,
+    alpha,
+    gamma: float,
+    td_lambda: float,
+    entropy_term: str = "sampled",
+):
+    """Soft TD(lambda) targets of ME-IGM (eq. 2.8, A.1): [B, T].
+
+    rewards, terminated, filled: [B, T]; target_tot [B, T+1]: the target network's
+    Q_tot at actions u' sampled from the current soft policies; logp_sampled
+    [B, T+1]: their joint log pi_jt(u' | s); logp_replayed [B, T]: that of the
+    replayed actions. The t+1 value is ``target_tot - alpha logp_sampled``; the t+1
+    lambda-return that step t continues through gets ``-alpha log pi_jt`` of the
+    sampled u' (``entropy_term="sampled"``, the authors' code: the same term on
+    both branches) or of the replayed u_t+1 (``"replayed"``, credo's earlier
+    form). One step (T = 1, or td_lambda = 0) makes no difference.
+    """
+    soft_values = target_tot - alpha * logp_sampled
+    if entropy_term == "sampled":
+        logp_next = logp_sampled[:, :-1]  # the last one is already in soft_values[:, T]
+    elif entropy_term == "replayed":
+        logp_next = logp_replayed
+    else:
+        raise ValueError(f"unknown soft_target_entropy {entropy_term!r}; choose sampled or replayed.")
+    # bonus[:, t] enters the return of step t-1 (t = 1..T-1); 0 on padding and at T, where the
+    # bootstrap soft_values[:, T] already carries it.
+    bonus = -alpha * logp_next * filled
+    bonus = jnp.concatenate([bonus, jnp.zeros_like(bonus[:, :1])], 1)
+    return td_lambda_targets(rewards, terminated, filled, soft_values, gamma, td_lambda, bonus=bonus)
+
+
 class MaxEntLearner(ValueLearner):
     """ME-IGM on top of the value learner: same agent network, mixer, buffer and engine."""
 
@@ -74,12 +125,21 @@ class MaxEntLearner(ValueLearner):
                 f"{cfg.algo} needs an IGM mixer (qmix, qplex or vdn); got mixer=null. "
                 "Set mixer=qmix, or use algo iql for independent learners."
             )
+        if cfg.policy_transform == "opt" and cfg.opt_form == "paper" and cfg.opt_layers != 1:
+            # Stacked eq. 2.2 blocks compound their scale: in float32 the second block's ELU
+            # saturates at -1 for most actions, which then tie (the argmax of the logits
+            # stops matching argmax Q). The skip form's identity path keeps them apart.
+            raise ValueError(
+                f"opt_form=paper is eq. 2.2, one block; got opt_layers={cfg.opt_layers}. "
+                "Stack blocks with opt_form=skip."
+            )
         self.head = make_policy_head(
             cfg.policy_transform,
             spec.n_agents,
             spec.n_actions,
             hidden=cfg.opt_hidden,
             layers=cfg.opt_layers,
+            form=cfg.opt_form,
             hypernet_embed=cfg.opt_hypernet_embed,
         )
         self.target_entropy = cfg.target_entropy_per_agent * spec.n_agents
@@ -139,7 +199,6 @@ class MaxEntLearner(ValueLearner):
 
         # Soft target (eq. A.1): next actions sampled from the current soft policies.
         sampled = jax.random.categorical(key, logp)  # [B, T+1, n]
-        logp_sampled = _take(logp, sampled).sum(-1)  # log pi_jt, [B, T+1]
         target_qs = sg(self.unroll(target_params["agent"], batch))
         target_tot = self.mix(
             target_params["mixer"],
@@ -148,11 +207,17 @@ class MaxEntLearner(ValueLearner):
             masked_max(target_qs),
             onehot(sampled),
         )
-        soft_values = target_tot - alpha * logp_sampled
-        logp_taken = _take(logp[:, :-1], batch.actions).sum(-1) * batch.filled  # [B, T]
-        bonus = jnp.concatenate([-alpha * logp_taken, jnp.zeros_like(logp_taken[:, :1])], 1)
-        targets = td_lambda_targets(
-            rewards, batch.terminated, batch.filled, soft_values, cfg.gamma, cfg.td_lambda, bonus=bonus
+        targets = soft_td_targets(
+            rewards,
+            batch.terminated,
+            batch.filled,
+            target_tot,
+            _take(logp, sampled).sum(-1),  # log pi_jt of the sampled actions, [B, T+1]
+            _take(logp[:, :-1], batch.actions).sum(-1),  # of the replayed ones, [B, T]
+            alpha,
+            cfg.gamma,
+            cfg.td_lambda,
+            cfg.soft_target_entropy,
         )
 
         q_tot = self.mix(

@@ -16,9 +16,10 @@ def td_lambda_targets(rewards, terminated, mask, target_qs, gamma: float, td_lam
     ``bonus`` [B, T+1, ...] (maximum-entropy learning) is added to the lambda-return
     of step t+1 where step t continues through it: with ``target_qs`` holding soft
     values ``Q - alpha log pi`` of sampled actions and ``bonus[:, t] = -alpha log
-    pi(u_t)`` of the taken actions (0 at T and on padding), this is the soft
-    TD(lambda) target of ME-IGM's eq. A.1 (log pi subtracted from both the t+1
-    value and the t+1 return).
+    pi`` of the same sampled actions (the authors' code) or of the taken ones
+    (0 at T and on padding), this is the soft TD(lambda) target of ME-IGM's
+    eq. A.1 (log pi subtracted from both the t+1 value and the t+1 return;
+    ``credo.algos.me_igm.soft_td_targets``).
     """
     extra = target_qs.ndim - 2  # trailing dims, e.g. agents for independent learners
     expand = lambda x: x.reshape(x.shape + (1,) * extra).astype(target_qs.dtype)  # noqa: E731
