@@ -63,8 +63,9 @@ def train_run(
     path = out / name
     if (path / "summary.json").exists():
         return path
-    # The engine checkpoints to checkpoints/last.npz, RICOL to checkpoints/seed_i/: either resumes.
-    resumable = (path / "checkpoints").is_dir() and any((path / "checkpoints").iterdir())
+    from credo.study.sweep import has_checkpoint  # a complete checkpoint, the engine's or RICOL's
+
+    resumable = has_checkpoint(path)
     if path.exists() and not resumable:
         import shutil
 
