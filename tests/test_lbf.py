@@ -117,6 +117,32 @@ def test_winner_take_all_gives_whole_reward_to_top_level():
     assert envs.make("lbf:Foraging-8x8-2p-4f-coop-wta-v3").winner_take_all
 
 
+@pytest.mark.parametrize("levels", [[2, 2, 1], [1, 2, 2], [2, 1, 2]])
+def test_winner_take_all_ties_split_or_go_to_the_first(levels):
+    """wta_ties: "split" shares a top-level tie; "first" (the authors' argmax) gives it all to the lowest index."""
+    kw = dict(players=3, field_size=8, max_num_food=2, sight=8, winner_take_all=True)
+    s = _state([[2, 3], [3, 2], [4, 3]], levels, [[3, 3], [6, 6]], [3, 2])
+    load = jnp.full((3,), 5, jnp.int32)
+    tied = np.asarray(levels) == 2
+    total = 3 / 5  # the food's whole (normalised) reward
+    _, split = LevelBasedForaging(**kw, wta_ties="split").step(jax.random.key(0), s, load)
+    np.testing.assert_allclose(split.rewards, np.where(tied, total / 2, 0.0), rtol=1e-6)
+    _, first = LevelBasedForaging(**kw, wta_ties="first").step(jax.random.key(0), s, load)
+    winner = np.zeros(3)
+    winner[np.argmax(tied)] = total
+    np.testing.assert_allclose(first.rewards, winner, rtol=1e-6)
+    np.testing.assert_allclose(first.reward, split.reward, rtol=1e-6)
+    # Without a tie both rules agree; without winner_take_all the rule is unused.
+    s_one = s._replace(agent_level=jnp.asarray([1, 2, 1], jnp.int32))
+    _, a = LevelBasedForaging(**kw, wta_ties="first").step(jax.random.key(0), s_one, load)
+    _, b = LevelBasedForaging(**kw, wta_ties="split").step(jax.random.key(0), s_one, load)
+    np.testing.assert_array_equal(a.rewards, b.rewards)
+    env = envs.make("lbf:Foraging-8x8-2p-4f-coop-wta-v3", wta_ties="first")
+    assert env.wta_ties == "first" and LevelBasedForaging(**kw).wta_ties == "split"
+    with pytest.raises(ValueError, match="wta_ties"):
+        LevelBasedForaging(**kw, wta_ties="last")
+
+
 def test_unavailable_and_out_of_range_actions_do_nothing():
     env = LevelBasedForaging(players=2, field_size=5, max_num_food=1, sight=5)
     s = _state([[0, 0], [4, 4]], [1, 1], [[2, 2]], [1])

@@ -1,11 +1,11 @@
 """``credo graph RUN_DIR``: the dependence graph a trained ippo-dg / mappo-dg run has learned.
 
 Rolls out the run's policy (its training policy: sampled actions) for a few
-episodes, computes the learned graph of every step from the run's world model,
-and compares it with the env's oracle graph where the env has one (LBF: agents
-within ``graph_distance`` of each other). Prints edge precision and recall and
-draws one episode as a timeline: one row per ordered pair j -> k, one column per
-step, learned beside oracle.
+episodes, computes the learned graph of every step from the run's world model
+(either form, ``wm_input``), and compares it with the env's oracle graph where
+the env has one (LBF: agents within ``graph_distance`` of each other). Prints
+edge precision and recall and draws one episode as a timeline: one row per
+ordered pair j -> k, one column per step, learned beside oracle.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ def learned_graphs(
     from credo.algos.ppo import PPOConfig
     from credo.cli import load_run_config
     from credo.credit.dependence import graph_from_entropies
-    from credo.credit.world_model import world_model_outputs
     from credo.engine.collect import make_collector
     from credo.engine.rundir import RunDir
     from credo.engine.train import Trainer
@@ -60,21 +59,8 @@ def learned_graphs(
 
     collect = jax.jit(make_collector(env, learner, episodes, record=record))
     batch, _, extra = collect(params, jax.random.PRNGKey(10_007 + seed_index), 0.0)
-    if learner.agent_features:
-        sub, sub_next = extra["substate"], extra["next_substate"]
-    else:
-        sub, sub_next = batch.obs[:, :-1], batch.obs[:, 1:]
-    _, (h_own, h_rev) = world_model_outputs(
-        learner.world_model,
-        params["world_model"],
-        batch.obs,
-        sub,
-        sub_next,
-        extra["rewards"],
-        batch.actions,
-        batch.avail,
-        batch.filled,
-    )
+    # The run's own world model form (wm_input: observation or substate).
+    _, ((h_own, h_rev), _) = learner.world_model_loss(params["world_model"], batch, extra)
     c = cfg.graph_threshold if threshold is None else threshold
     mask = np.asarray(batch.filled)
     learned = np.asarray(graph_from_entropies(h_rev, h_own, c)) & mask[..., None, None]

@@ -1,4 +1,8 @@
-"""Settings every training run has, whatever its learner: env, budget, seeds, evaluation, logging."""
+"""Settings every training run has, whatever its learner: env, budget, seeds, evaluation, logging.
+
+Evaluation policy (``test_greedy``, ``test_epsilon``): ``eval_policy(cfg, learner)``
+turns them into the ``(greedy, epsilon)`` the engine passes to every learner's ``act``.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +28,10 @@ class RunConfig:
         1  # parallel envs per seed; one batch of whole episodes per iteration (EPyMARL batch_size_run)
     )
     # evaluation, logging, checkpoints
-    test_interval: int = 50_000  # env steps between greedy evaluations
+    test_interval: int = 50_000  # env steps between evaluations
     test_episodes: int = 100  # episodes per evaluation
+    test_greedy: bool = True  # evaluation acts greedily (EPyMARL's default), or as in training if False: PPO and ME-IGM sample their stochastic policies (the dependence-graph authors: False); epsilon-greedy learners act with test_epsilon
+    test_epsilon: float = 0.0  # evaluation epsilon of epsilon-greedy learners, used whenever > 0, whatever test_greedy (EPyMARL: greedy, 0; the QLLM authors: 0.05); others ignore it
     log_interval: int = 10_000  # env steps per jitted chunk: the granularity of logs and progress
     save_interval: int = 200_000  # env steps between checkpoints (also saved at the end and on Ctrl-C)
     logger: list[LoggerName] = field(default_factory=list)  # copies of the metrics: csv, tensorboard, wandb
@@ -43,3 +49,18 @@ def update_moments(stats, rewards, mask):
     mean = mean + delta * n / total
     m2 = m2 + batch_m2 + delta**2 * count * n / total
     return jnp.stack([total, mean, m2])
+
+
+def eval_policy(cfg: RunConfig, learner) -> tuple[bool, float]:
+    """``(greedy, epsilon)`` for the learner's ``act`` during evaluation.
+
+    Epsilon-greedy learners (``learner.explores_with_epsilon``) act with ``test_epsilon``
+    (greedy when it is 0, whatever ``test_greedy``); the others (PPO, ME-IGM) take the
+    argmax if ``test_greedy`` and sample their policies otherwise, with epsilon unused.
+    """
+    eps = float(cfg.test_epsilon)
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"test_epsilon must be in [0, 1], got {cfg.test_epsilon}.")
+    if getattr(learner, "explores_with_epsilon", False):
+        return bool(cfg.test_greedy and eps == 0.0), eps
+    return bool(cfg.test_greedy), 0.0

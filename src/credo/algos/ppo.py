@@ -18,6 +18,15 @@ networks start every episode from a zero state and a truncated episode bootstrap
 from the value of its final observation. Old log-probabilities and values are
 recomputed in one batched pass after collection. Then ``epochs`` passes of
 clipped PPO over ``minibatches`` splits of the episodes.
+
+Fidelity options, each with credo's default kept and the dependence-graph
+authors' choice available (the per-field comments say whose value is whose):
+``wm_input`` (the learned graph's world model reads observations, as the paper's,
+or substates, credo's earlier form; ``credo.credit.world_model``),
+``standardise_advantages`` and ``value_norm`` (both off in the authors' LBF
+scripts), and ``grad_clip_scheme`` (one clip over actor and critic together, or
+separate actor and critic clips as the authors' scripts). Whether evaluation is
+greedy is ``RunConfig.test_greedy`` (the authors evaluate the stochastic policy).
 """
 
 from __future__ import annotations
@@ -38,7 +47,12 @@ from credo.credit.dependence import (
     random_graph,
 )
 from credo.credit.gae import gae, td_errors
-from credo.credit.world_model import ReverseWorldModel, world_model_outputs
+from credo.credit.world_model import (
+    ObservationWorldModel,
+    ReverseWorldModel,
+    observation_world_model_outputs,
+    world_model_outputs,
+)
 from credo.envs.core import EnvSpec
 from credo.networks.agent import RecurrentAgent, init_agents, step_agents, unroll_agents
 
@@ -68,11 +82,18 @@ class PPOConfig(RunConfig):
     ent_coef: float = 0.001  # entropy bonus
     vf_coef: float = 0.5  # weight of the value loss
     clip_value_loss: bool = False  # clip the value change as the policy ratio (MAPPO's option)
-    max_grad_norm: float = 10.0  # global gradient norm clip
+    max_grad_norm: float = 10.0  # grad_clip_scheme=joint: clip of the global norm of actor and critic gradients together; also clips the world model's
+    grad_clip_scheme: Literal["joint", "separate"] = (
+        "joint"  # joint: one clip (max_grad_norm) over actor and critic, credo's default; separate: actor_grad_clip and critic_grad_clip each on its own gradient, the authors' LBF scripts
+    )
+    actor_grad_clip: float = 10.0  # grad_clip_scheme=separate: norm clip of the actor's gradient (the authors' value: not found; 10 = max_grad_norm)
+    critic_grad_clip: float = 10.0  # grad_clip_scheme=separate: norm clip of the critic's gradient (the authors' value: not found; 10 = max_grad_norm)
     gamma: float = 0.99  # discount
     gae_lambda: float = 0.95  # lambda of GAE
-    value_norm: bool = True  # critics predict returns normalised by running moments (MAPPO's ValueNorm)
-    standardise_advantages: bool = True  # zero mean, unit std advantages per batch
+    value_norm: bool = True  # critics predict returns normalised by running moments (MAPPO's ValueNorm): credo's default; the authors' LBF scripts: False
+    standardise_advantages: bool = (
+        True  # zero mean, unit std advantages per batch: credo's default; the authors' LBF scripts: False
+    )
     # dependence graphs (ippo-dg, mappo-dg)
     graph_source: Literal["learned", "oracle", "full", "identity", "random"] = (
         "learned"  # learned by reverse world models; oracle from the env; full = global, identity = local credit
@@ -84,8 +105,15 @@ class PPOConfig(RunConfig):
         0.95  # averaging over meeting times: unreached agents weigh 1 - this (1 = hard truncation)
     )
     graph_horizon: int = 100  # steps a path is propagated from each step
+    wm_input: Literal["observation", "substate"] = (
+        "substate"  # what the reverse model reads of the other agent: observation = the paper's (observation encoder trained by an inverse model, heads on detached latents); substate = credo's earlier form (the env's agent_features and local reward, encoders trained jointly), credo's default
+    )
     wm_latent: int = 64  # latent size of the world model's encoder
-    wm_hidden: tuple[int, ...] = (256, 128, 128)  # layers of the action predictors
+    wm_hidden: tuple[int, ...] = (
+        256,
+        128,
+        128,
+    )  # layers of the action predictors (and of the observation form's inverse model)
     wm_lr: float = 5e-4  # Adam learning rate of the world model
     wm_epochs: int = 1  # passes of the world model over each batch
 
@@ -124,21 +152,39 @@ class PPOLearner:
         self.critic_in = (spec.state_dim if self.central else spec.obs_dim) + ids
         self.actor = RecurrentAgent(n_actions=a, hidden=cfg.hidden_dim, use_rnn=cfg.use_rnn)
         self.critic = RecurrentAgent(n_actions=1, hidden=cfg.hidden_dim, use_rnn=cfg.use_rnn)
+        for name, allowed in (
+            ("wm_input", ("observation", "substate")),
+            ("grad_clip_scheme", ("joint", "separate")),
+        ):
+            if getattr(cfg, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {getattr(cfg, name)!r}.")
         self.learned_graph = self.dg and cfg.graph_source == "learned"
-        # A learned graph reads each agent's own substate where the env defines one.
+        # The paper's world model reads observations; credo's substate form reads each
+        # agent's own substate where the env defines one.
+        self.observation_wm = self.learned_graph and cfg.wm_input == "observation"
         self.agent_features = (
-            self.learned_graph and getattr(env, "is_jax", False) and hasattr(env, "agent_features")
+            self.learned_graph
+            and not self.observation_wm
+            and getattr(env, "is_jax", False)
+            and hasattr(env, "agent_features")
         )
         self.substate_dim = spec.obs_dim
         if self.agent_features:
             state, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
             self.substate_dim = int(jax.eval_shape(env.agent_features, state).shape[-1])
         if self.learned_graph:
-            self.world_model = ReverseWorldModel(a, latent=cfg.wm_latent, hidden=tuple(cfg.wm_hidden))
+            wm_cls = ObservationWorldModel if self.observation_wm else ReverseWorldModel
+            self.world_model = wm_cls(a, latent=cfg.wm_latent, hidden=tuple(cfg.wm_hidden))
             self.wm_optimizer = optax.chain(
                 optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.wm_lr)
             )
-        self.optimizer = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.lr))
+        # Gradient clipping before Adam: one clip over {"actor", "critic"} or one per network
+        # (both stateless, so the optimiser state has the same structure either way).
+        if cfg.grad_clip_scheme == "joint":
+            self.grad_clip = optax.clip_by_global_norm(cfg.max_grad_norm)
+        else:
+            self.grad_clip = clip_each({"actor": cfg.actor_grad_clip, "critic": cfg.critic_grad_clip})
+        self.optimizer = optax.chain(self.grad_clip, optax.adam(cfg.lr))
 
     # --- parameters -------------------------------------------------------------
 
@@ -154,7 +200,10 @@ class PPOLearner:
         if self.learned_graph:
             obs = jnp.zeros((1, n, self.spec.obs_dim))
             sub = jnp.zeros((1, n, self.substate_dim))
-            wm = {"world_model": self.world_model.init(k_wm, obs, sub, sub, jnp.zeros((1, n)))}
+            if self.observation_wm:
+                wm = {"world_model": self.world_model.init(k_wm, obs, obs)}
+            else:
+                wm = {"world_model": self.world_model.init(k_wm, obs, sub, sub, jnp.zeros((1, n)))}
             wm_opt = self.wm_optimizer.init(wm)
             params.update(wm)
         ac = {k: params[k] for k in ("actor", "critic")}
@@ -328,6 +377,44 @@ class PPOLearner:
             "approx_kl": approx_kl,
         }
 
+    def prepare(self, state: PPOState, batch: EpisodeBatch, extra: dict, key):
+        """What the PPO epochs need from a fresh batch, before any actor or critic step.
+
+        Returns (data, value_stats, (world-model params, optimiser state), graphs or None,
+        metrics); ``data`` holds the batch, the advantages PPO uses (standardised if
+        ``standardise_advantages``), the value targets (normalised by the updated
+        ``value_stats`` if ``value_norm``), old log-probabilities and old values.
+        """
+        cfg = self.cfg
+        params = state.params
+        logp_old, _ = self.log_probs(params["actor"], batch)
+        v_norm_old = self.values(params["critic"], batch)
+        values = self._denormalise(state.value_stats, v_norm_old)
+        wm = (params.get("world_model"), state.wm_opt_state)
+        metrics = {}
+        if self.learned_graph:
+            # One pass gives this batch's entropies (from models that have not seen it) and the
+            # world model's first gradient step.
+            wm_params, wm_opt_state, entropies, wm_metrics = self._train_world_model(
+                params["world_model"], state.wm_opt_state, batch, extra
+            )
+            wm = (wm_params, wm_opt_state)
+            extra = dict(extra, entropies=entropies)
+            metrics.update(wm_metrics)
+        adv, returns, graphs = self.advantages(batch, extra, values, key)
+        m = jnp.broadcast_to(batch.filled[..., None], adv.shape)
+        metrics["adv_abs"] = jnp.sum(jnp.abs(adv) * m) / jnp.maximum(m.sum(), 1)
+        if cfg.standardise_advantages:
+            count = jnp.maximum(m.sum(), 1.0)
+            mean = jnp.sum(adv * m) / count
+            std = jnp.sqrt(jnp.sum(((adv - mean) * m) ** 2) / count)
+            adv = (adv - mean) / (std + 1e-8) * m
+        value_stats = update_moments(state.value_stats, returns, m) if cfg.value_norm else state.value_stats
+        targets = self._normalise(value_stats, returns)
+        v_old = self._normalise(value_stats, values[:, :-1])
+        data = {"batch": batch, "adv": adv, "targets": targets, "logp_old": logp_old, "v_old": v_old}
+        return data, value_stats, wm, graphs, metrics
+
     def update(self, state: PPOState, batch: EpisodeBatch, extra: dict, key) -> tuple[PPOState, dict]:
         """One iteration of learning from a fresh batch of episodes.
 
@@ -337,30 +424,9 @@ class PPOLearner:
         cfg = self.cfg
         k_graph, k_perm = jax.random.split(key)
         params = state.params
-        logp_old, _ = self.log_probs(params["actor"], batch)
-        v_norm_old = self.values(params["critic"], batch)
-        values = self._denormalise(state.value_stats, v_norm_old)
-        wm_opt_state, wm_metrics = state.wm_opt_state, {}
-        if self.learned_graph:
-            # One pass gives this batch's entropies (from models that have not seen it) and the
-            # world model's first gradient step.
-            wm_params, wm_opt_state, entropies, wm_metrics = self._train_world_model(
-                params["world_model"], wm_opt_state, batch, extra
-            )
-            extra = dict(extra, entropies=entropies)
-        adv, returns, graphs = self.advantages(batch, extra, values, k_graph)
-        m = jnp.broadcast_to(batch.filled[..., None], adv.shape)
-        metrics = {"adv_abs": jnp.sum(jnp.abs(adv) * m) / jnp.maximum(m.sum(), 1)}
-        if cfg.standardise_advantages:
-            count = jnp.maximum(m.sum(), 1.0)
-            mean = jnp.sum(adv * m) / count
-            std = jnp.sqrt(jnp.sum(((adv - mean) * m) ** 2) / count)
-            adv = (adv - mean) / (std + 1e-8) * m
-        value_stats = update_moments(state.value_stats, returns, m) if cfg.value_norm else state.value_stats
-        targets = self._normalise(value_stats, returns)
-        v_old = self._normalise(value_stats, values[:, :-1])
-
-        data = {"batch": batch, "adv": adv, "targets": targets, "logp_old": logp_old, "v_old": v_old}
+        data, value_stats, (wm_params, wm_opt_state), graphs, metrics = self.prepare(
+            state, batch, extra, k_graph
+        )
         n_mb = cfg.minibatches
         size = batch.actions.shape[0] // n_mb
 
@@ -386,7 +452,6 @@ class PPOLearner:
         new_params = dict(params, **ac)
         if self.learned_graph:
             new_params["world_model"] = wm_params
-        metrics.update(wm_metrics)
         if graphs is not None:
             n = graphs.shape[-1]
             off = (1.0 - jnp.eye(n)) * batch.filled[..., None, None]
@@ -394,40 +459,74 @@ class PPOLearner:
         new = PPOState(new_params, opt_state, wm_opt_state, value_stats, state.updates + 1)
         return new, metrics
 
+    def world_model_loss(self, wm_params, batch: EpisodeBatch, extra: dict):
+        """(loss, ((h_own [B, T, n], h_reverse [B, T, n, n]), loss parts)) of the world model on a batch.
+
+        The observation form reads ``batch.obs``; the substate form reads ``extra``'s
+        ``substate`` / ``next_substate`` (observations where the env has none) and ``rewards``.
+        """
+        if self.observation_wm:
+            return observation_world_model_outputs(
+                self.world_model, wm_params, batch.obs, batch.actions, batch.avail, batch.filled
+            )
+        if "substate" in extra:
+            sub, sub_next = extra["substate"], extra["next_substate"]
+        else:  # no agent_features in this env: observations stand in for substates
+            sub, sub_next = batch.obs[:, :-1], batch.obs[:, 1:]
+        return world_model_outputs(
+            self.world_model,
+            wm_params,
+            batch.obs,
+            sub,
+            sub_next,
+            extra["rewards"],
+            batch.actions,
+            batch.avail,
+            batch.filled,
+        )
+
     def _train_world_model(self, wm_params, opt_state, batch: EpisodeBatch, extra: dict):
-        """``wm_epochs`` gradient steps of the encoder and both action predictors on the batch.
+        """``wm_epochs`` gradient steps of the world model (encoders, action predictors and, in
+        the observation form, the inverse model) on the batch.
 
         Returns the new parameters and optimiser state, the predictive entropies of the
         batch under the parameters *before* these steps (the graphs of this batch come
         from models that have not fitted its own actions), and the mean loss.
         """
 
-        if "substate" in extra:
-            sub, sub_next = extra["substate"], extra["next_substate"]
-        else:  # no agent_features in this env: observations stand in for substates
-            sub, sub_next = batch.obs[:, :-1], batch.obs[:, 1:]
-
         def loss_fn(p):
-            return world_model_outputs(
-                self.world_model,
-                p["world_model"],
-                batch.obs,
-                sub,
-                sub_next,
-                extra["rewards"],
-                batch.actions,
-                batch.avail,
-                batch.filled,
-            )
+            return self.world_model_loss(p["world_model"], batch, extra)
 
         def step(carry, _):
             p, opt_state = carry
-            (loss, entropies), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
+            (loss, (entropies, parts)), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
             upd, opt_state = self.wm_optimizer.update(grads, opt_state, p)
-            return (optax.apply_updates(p, upd), opt_state), (loss, entropies)
+            return (optax.apply_updates(p, upd), opt_state), (loss, entropies, parts)
 
         carry = ({"world_model": wm_params}, opt_state)
-        carry, (loss0, entropies) = step(carry, None)
-        (p, opt_state), losses = jax.lax.scan(step, carry, None, length=self.cfg.wm_epochs - 1)
-        mean_loss = (loss0 + losses[0].sum()) / self.cfg.wm_epochs
-        return p["world_model"], opt_state, entropies, {"wm_loss": mean_loss}
+        carry, (loss0, entropies, parts0) = step(carry, None)
+        (p, opt_state), (losses, _, parts) = jax.lax.scan(step, carry, None, length=self.cfg.wm_epochs - 1)
+        epochs = self.cfg.wm_epochs
+        metrics = {"wm_loss": (loss0 + losses.sum()) / epochs}
+        if "inverse" in parts0:  # the observation form: the encoder's own loss
+            metrics["wm_inverse_loss"] = (parts0["inverse"] + parts["inverse"].sum()) / epochs
+        return p["world_model"], opt_state, entropies, metrics
+
+
+def clip_each(max_norms: dict) -> optax.GradientTransformation:
+    """Clips each top-level entry of the gradient (``"actor"``, ``"critic"``) by its own global norm.
+
+    Entries without a bound pass unchanged. Stateless, like ``optax.clip_by_global_norm``.
+    """
+    clips = {k: optax.clip_by_global_norm(v) for k, v in max_norms.items()}
+
+    def init_fn(params):
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates, state, params=None):
+        del params
+        out = {k: clips[k].update(u, optax.EmptyState())[0] if k in clips else u for k, u in updates.items()}
+        return out, state
+
+    return optax.GradientTransformation(init_fn, update_fn)

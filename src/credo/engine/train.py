@@ -3,7 +3,8 @@
 The work happens in jitted chunks: a ``lax.scan`` over iterations of
 (collect ``n_envs`` episodes -> store -> ``updates_per_iteration`` gradient steps),
 vmapped over seeds. A thin Python loop between chunks evaluates, logs,
-checkpoints and shows progress; none of that touches the training state, so a
+checkpoints and shows progress (evaluation is greedy or samples the policy, as
+``test_greedy`` / ``test_epsilon`` say); none of that touches the training state, so a
 run resumed from a checkpoint ends with exactly the parameters of an
 uninterrupted one. Host envs (PettingZoo, gymnasium) run the same learner with
 episodes collected in Python around jitted ``act`` and update functions.
@@ -23,7 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import credo.envs as envs
 from credo.algos import make_learner
-from credo.algos.common import RunConfig
+from credo.algos.common import RunConfig, eval_policy
 from credo.buffers.episode import EpisodeBuffer, buffer_add, buffer_init, buffer_sample
 from credo.engine import loggers
 from credo.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -62,6 +63,8 @@ class Trainer:
         self.is_jax = self.env.is_jax
         self.with_won = has_win_flag(self.env) if self.is_jax else "won" in self.env.reset(seed=0).info
         self.on_policy = getattr(self.learner, "on_policy", False)
+        # Evaluation acts greedily or as in training (cfg.test_greedy, cfg.test_epsilon).
+        self.eval_greedy, self.eval_epsilon = eval_policy(cfg, self.learner)
         self._record = self.learner.recorder(self.env) if self.on_policy else None
         if not self.on_policy and cfg.batch_size > cfg.buffer_size:
             raise ValueError(f"batch_size ({cfg.batch_size}) cannot exceed buffer_size ({cfg.buffer_size}).")
@@ -162,8 +165,8 @@ class Trainer:
         return jax.lax.scan(self._iteration, ts, None, length=self.iters_per_chunk)
 
     def _eval_fn(self, params, key):
-        collect = make_collector(self.env, self.learner, self.cfg.test_episodes, greedy=True)
-        _, stats = collect(params, key, 0.0)
+        collect = make_collector(self.env, self.learner, self.cfg.test_episodes, greedy=self.eval_greedy)
+        _, stats = collect(params, key, self.eval_epsilon)
         return stats
 
     def _store_and_update_fn(self, ts: TrainState, collected):
@@ -172,11 +175,11 @@ class Trainer:
 
     # --- host envs ------------------------------------------------------------------
 
-    def _host_collect(self, params, eps, key, envs_, greedy=False):
+    def _host_collect(self, params, eps, key, envs_, greedy=False, evaluation=False):
         """One episode per host env; the envs' reset seeds are drawn from ``key``."""
         k_seeds, k_act = jax.random.split(key)
         seeds = np.asarray(jax.random.randint(k_seeds, (len(envs_),), 0, 2**31 - 1)).tolist()
-        record = None if greedy else self._record
+        record = None if evaluation else self._record
         return collect_host(
             envs_, self.learner, self._act, params, k_act, eps, seeds, greedy=greedy, record=record
         )
@@ -208,7 +211,12 @@ class Trainer:
             for start in range(0, n, len(envs_)):
                 m = min(len(envs_), n - start)
                 _, stats = self._host_collect(
-                    p, 0.0, jax.random.fold_in(key[i], start), envs_[:m], greedy=True
+                    p,
+                    self.eval_epsilon,
+                    jax.random.fold_in(key[i], start),
+                    envs_[:m],
+                    greedy=self.eval_greedy,
+                    evaluation=True,
                 )
                 results.append(stats)
             out.append(jax.tree.map(lambda *xs: np.concatenate(xs), *results))
@@ -217,7 +225,9 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------
 
     def evaluate(self, params, index: int):
-        """Greedy episodes on separate env copies, from device-layout ``params``.
+        """Evaluation episodes on separate env copies, from device-layout ``params``.
+
+        Greedy, or sampled as in training, as ``cfg.test_greedy`` / ``cfg.test_epsilon`` say.
 
         Never touches the training state; ``index`` picks the evaluation's keys.
         """

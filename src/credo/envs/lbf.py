@@ -25,7 +25,10 @@ Rules taken from the reference, quirks included (docs/envs.md says more):
   ``level * food_level`` (divided by ``sum_of_levels * total_food_spawned``
   when rewards are normalised) and the food disappears; otherwise each loses
   ``penalty``. With ``winner_take_all`` the highest-level joiner takes the whole
-  reward (split equally on ties), the variant of the dependence-graph paper.
+  reward, the variant of the dependence-graph paper; ``wta_ties`` says who wins a
+  tie at the top level: ``"split"`` (credo's default) shares the reward equally
+  among the tied joiners, ``"first"`` (the authors' code: a single ``argmax``
+  winner) gives all of it to the tied joiner of lowest index.
 * The episode ends when all food is gone (``terminated``) or after
   ``max_episode_steps`` (``truncated``); the reference reports both as ``done``.
 
@@ -45,7 +48,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -79,8 +82,8 @@ def _per_item(value, count: int, what: str) -> np.ndarray:
 class LevelBasedForaging(MultiAgentEnv):
     """Level-Based Foraging with the constructor arguments of ``lbforaging.ForagingEnv``.
 
-    ``winner_take_all`` is credo's addition (dependence-graph paper); grid
-    observations (``grid_observation=True``) are not implemented.
+    ``winner_take_all`` and ``wta_ties`` are credo's additions (dependence-graph
+    paper); grid observations (``grid_observation=True``) are not implemented.
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class LevelBasedForaging(MultiAgentEnv):
         observe_agent_levels: bool = True,
         penalty: float = 0.0,
         winner_take_all: bool = False,
+        wta_ties: Literal["split", "first"] = "split",  # WTA ties: split (credo) or first (authors' argmax)
         grid_observation: bool = False,
     ):
         if grid_observation:
@@ -129,6 +133,8 @@ class LevelBasedForaging(MultiAgentEnv):
                 f"sight must be in 0..{max(rows, cols)} for a {rows}x{cols} grid, got {sight}; "
                 f"sight={max(rows, cols)} already observes the whole grid (the full-observability ids use it)."
             )
+        if wta_ties not in ("split", "first"):
+            raise ValueError(f"wta_ties must be 'split' or 'first', got {wta_ties!r}.")
         if int(max_episode_steps) < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}.")
         self.rows, self.cols, self.sight = rows, cols, int(sight)
@@ -152,6 +158,7 @@ class LevelBasedForaging(MultiAgentEnv):
         self.observe_agent_levels = bool(observe_agent_levels)
         self.penalty = float(penalty)
         self.winner_take_all = bool(winner_take_all)
+        self.wta_ties = wta_ties
 
         self.n_actions = 6
         self.episode_limit = int(max_episode_steps)
@@ -328,6 +335,8 @@ class LevelBasedForaging(MultiAgentEnv):
             share = (lvl * f_level).astype(jnp.float32)  # [n]
             if self.winner_take_all:  # the top-level joiners split the sum of all shares
                 winners = members & (lvl == jnp.max(jnp.where(members, lvl, -1)))
+                if self.wta_ties == "first":  # argmax: the lowest index among the tied takes it all
+                    winners = winners & (index == jnp.argmax(winners))
                 share = jnp.where(winners, (total * f_level) / jnp.maximum(winners.sum(), 1), 0.0)
             if self.normalize_reward:
                 share = share / jnp.maximum(total * spawned, 1.0)
@@ -477,6 +486,7 @@ _OVERRIDES = [
     "observe_agent_levels",
     "penalty",
     "winner_take_all",
+    "wta_ties",
     "grid_observation",  # accepted only to say it is not implemented
 ]
 
