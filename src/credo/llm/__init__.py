@@ -9,6 +9,9 @@ Backends: ``local`` (transformers on CPU/GPU, ``credo.llm.local``) and
 ``openai`` (any OpenAI-compatible endpoint, ``credo.llm.openai_compat``).
 Responses are cached on disk (``cache_dir``, default ``$CREDO_LLM_CACHE`` or
 ``~/.cache/credo/llm``) and every request is logged when ``log_path`` is given.
+Every failure is an ``LLMError`` with a one-line message that says what to do;
+a reply that cannot be used is a ``BadReplyError`` (a subclass) and is never
+cached.
 The LLM extras are optional: ``pip install 'credo[llm]'``; the MARL core never
 imports torch. The code sandbox for LLM-written code is ``credo.llm.sandbox``.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from credo.llm.base import LLM, Backend, LLMError, Sampling
+from credo.llm.base import LLM, Backend, BadReplyError, LLMError, Sampling
 
 BACKENDS = ("local", "openai")
 
@@ -58,4 +61,13 @@ def make_llm(
     return LLM(impl, cache_dir=cache, log_path=log_path)
 
 
-__all__ = ["BACKENDS", "LLM", "Backend", "LLMError", "Sampling", "default_cache_dir", "make_llm"]
+__all__ = [
+    "BACKENDS",
+    "LLM",
+    "Backend",
+    "BadReplyError",
+    "LLMError",
+    "Sampling",
+    "default_cache_dir",
+    "make_llm",
+]

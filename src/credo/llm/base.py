@@ -11,11 +11,16 @@ A backend implements two methods on plain lists of chat messages
 ``LLM`` wraps a backend with the on-disk response cache and a log of every
 request, so a rerun with the same requests is reproducible and free. Callers
 (QLLM's coder and evaluator, RICL's policy and reflector) use only ``LLM``.
+Only a usable response is cached: a list of strings (``generate``) or one
+number per continuation (``logprobs``); anything else is a ``BadReplyError``,
+and a cache entry that is not usable is asked again.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +30,51 @@ Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 
 class LLMError(RuntimeError):
     """An LLM that cannot be reached, loaded or asked: the message says what to do about it."""
+
+
+class BadReplyError(LLMError):
+    """An LLM answered with a reply that cannot be used (no choices, not JSON, not text...).
+
+    The message names the endpoint (or backend) and what was wrong; such a reply is never cached.
+    """
+
+
+def describe(value) -> str:
+    """A short name of a JSON value's kind, for error messages: 'null', 'a number', 'an empty list'..."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, numbers.Number):
+        return "a number"
+    if isinstance(value, str):
+        return "an empty string" if not value else "a string"
+    if isinstance(value, dict):
+        return "an empty object" if not value else "an object"
+    if isinstance(value, list | tuple):
+        return "an empty list" if not value else f"a list of {len(value)}"
+    return f"a {type(value).__name__}"
+
+
+def usable_response(request: dict, response) -> tuple[object, str | None]:
+    """(``response`` in its stored form, None) if it answers ``request`` usably, else (None, why not).
+
+    ``generate``: a non-empty list of strings. ``logprobs``: one number (not NaN) per continuation.
+    """
+    if request["kind"] == "generate":
+        if not isinstance(response, list) or not response:
+            return None, f"{describe(response)} where a list of replies was expected"
+        for i, text in enumerate(response):
+            if not isinstance(text, str):
+                return None, f"reply {i} is {describe(text)}, not text"
+        return list(response), None
+    want = len(request["continuations"])
+    if not isinstance(response, list | tuple) or len(response) != want:
+        return None, f"{describe(response)} where {want} log-probabilities were expected"
+    for x in response:
+        if isinstance(x, bool) or not isinstance(x, numbers.Real) or math.isnan(float(x)):
+            return None, f"a log-probability that is {x!r}, not a number"
+    return [float(x) for x in response], None
 
 
 @dataclass(frozen=True)
@@ -105,15 +155,23 @@ class LLM:
     def _ask(self, request: dict, call):
         self.calls += 1
         full = {"backend": self.backend.name, "model": self.backend.model, **request}
-        cached = self._cache.get(full) if self._cache else None
-        if cached is not None:
-            self.cache_hits += 1
-            self._log(full, cached, 0.0, cached=True)
-            return cached
+        stored = self._cache.get(full) if self._cache else None
+        if stored is not None:
+            cached, bad = usable_response(request, stored)
+            if bad is None:
+                self.cache_hits += 1
+                self._log(full, cached, 0.0, cached=True)
+                return cached
+            # an entry that cannot be used (an older credo cached bad replies): ask again, overwrite it
         start = time.perf_counter()
         response = call()
         took = time.perf_counter() - start
         self.seconds += took
+        response, bad = usable_response(request, response)
+        if bad is not None:
+            raise BadReplyError(
+                f"the {self.backend.name} LLM ({self.backend.model}) returned {bad}; nothing was cached."
+            )
         if self._cache:
             self._cache.put(full, response)
         self._log(full, response, took, cached=False)

@@ -3,11 +3,14 @@
 The key is the whole request (backend, model, messages and sampling settings or
 continuations) in canonical JSON, so any change to any of them is a new entry.
 Files are written atomically (temporary file, then rename), so an interrupted
-run never leaves a half-written entry that a rerun would trust.
+run never leaves a half-written entry that a rerun would trust. The cache
+stores what it is given: ``LLM`` puts only usable responses, and checks what
+it gets back (an entry written by an older version may not be usable).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,14 +36,21 @@ class ResponseCache:
         path = self._path(request_key(request))
         try:
             entry = json.loads(path.read_text())
-        except (OSError, ValueError):  # absent, or unreadable: ask the backend again
+        except (OSError, ValueError, RecursionError):  # absent, or unreadable: ask the backend again
             return None
-        return entry.get("response")
+        return entry.get("response") if isinstance(entry, dict) else None
 
     def put(self, request: dict, response) -> None:
+        if response is None:
+            raise ValueError("refusing to cache an empty (None) response")
         path = self._path(request_key(request))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"request": request, "response": response}, f)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump({"request": request, "response": response}, f)
+            os.replace(tmp, path)
+        except BaseException:  # not serialisable, disk full, interrupted: leave no temporary file
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise

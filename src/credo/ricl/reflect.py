@@ -9,12 +9,15 @@ The reflector's text can be anything. ``parse_feedback`` never raises: a reply
 without the feedback line, an empty one, one too long, or one that is mostly not
 English text, becomes ``None`` ("no feedback", so the in-context policy equals
 the original and the step's advantage is zero) and is counted by its reason in
-``FeedbackStats``.
+``FeedbackStats``. Terminal escape sequences, control characters and bidi or
+zero-width characters are removed first, and feedback with no letters left
+(only NUL bytes, escapes, emoji, symbols, digits or punctuation) counts as empty.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -26,6 +29,29 @@ from credo.ricl.prompts import Step, TextTask
 MAX_FEEDBACK_CHARS = 600
 PREFILL = "Verbal Feedback:"
 _MARKER = re.compile(r"(?:verbal\s+)?feedback\s*[:：]\s*", re.I)
+# ANSI/VT escape sequences: CSI (ESC [ ... or the 8-bit CSI), OSC (ESC ] ... BEL or ESC \), two-byte ESC x
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x9b[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[ -~]?"
+)
+
+
+def clean_text(text: str) -> str:
+    """``text`` without terminal escape sequences and invisible characters.
+
+    Removed: ANSI escapes; control characters (Unicode Cc) but newline and tab;
+    format characters (Cf: bidi overrides and isolates, zero-width spaces and
+    joiners, the BOM, soft hyphens); surrogates, private-use and unassigned code
+    points. Carriage returns become newlines.
+    """
+    text = _ESCAPES.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return "".join(
+        c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Co", "Cn")
+    )
+
+
+def has_letters(text: str) -> bool:
+    """Whether ``text`` has a letter (Unicode category L*): emoji, symbols, marks, digits and punctuation are not."""
+    return any(unicodedata.category(c).startswith("L") for c in text)
 
 
 @dataclass
@@ -50,15 +76,21 @@ class FeedbackStats:
 
 
 def parse_feedback(reply: str, max_chars: int = MAX_FEEDBACK_CHARS) -> tuple[str | None, str]:
-    """(feedback or None, status): status is ok, no feedback line, empty, too long or not English."""
-    if not isinstance(reply, str) or not reply.strip():
+    """(feedback or None, status): status is ok, no feedback line, empty, too long or not English.
+
+    The feedback returned is cleaned (``clean_text``); "empty" includes feedback without a letter.
+    """
+    if not isinstance(reply, str):
+        return None, "empty"
+    reply = clean_text(reply)
+    if not reply.strip():
         return None, "empty"
     found = list(_MARKER.finditer(reply))
     if not found:
         return None, "no feedback line"
     text = reply[found[-1].end() :].strip().strip('"[]').strip()
     text = text.split("\n\n", 1)[0].strip()
-    if not text:
+    if not has_letters(text):  # nothing, or only emoji, symbols, digits and punctuation
         return None, "empty"
     if len(text) > max_chars:
         return None, "too long"
