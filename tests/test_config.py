@@ -8,7 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import pytest
 import yaml
@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from credo.config import (
     ConfigError,
+    Range,
     describe,
     field_docs,
     from_dict,
@@ -55,6 +56,7 @@ class Train:
     eps: Optional[float] = 0.05  # noqa: UP045 - checks the typing.Optional spelling
     out: Path = Path("runs")  # output folder
     net: Net = field(default_factory=Net)  # agent network
+    anything: Annotated[float, Range(finite=False)] = 0.0  # any float: nan and inf allowed
 
 
 @dataclass(frozen=True)
@@ -422,7 +424,8 @@ def test_save_and_load_round_trip(tmp_path):
         env_kwargs={"sight": 2, "when": "2024-01-01", "nested": {"a": [1, 2]}},
         total_env_steps=123_456_789_012,
         lr=1e-10,
-        tau=float("inf"),
+        tau=1e308,
+        anything=float("inf"),
         hidden=(),
         weights={"a": 0.5},
         tags={"": "", "note": "multi\nline: text # not a comment", "odd": "caf\u00e9 \x85 \u2028"},
@@ -434,15 +437,16 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),  # Any: unchecked
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3),
     max_leaves=8,
 )
+finite_floats = st.floats(allow_nan=False, allow_infinity=False)  # a plain float field's values
 nets = st.builds(
     Net,
     hidden=st.lists(st.integers(1, 4096), max_size=4).map(tuple),
     activation=st.sampled_from(["relu", "tanh"]),
-    dropout=st.floats(allow_nan=False),
+    dropout=finite_floats,
 )
 configs = st.builds(
     Train,
@@ -450,19 +454,20 @@ configs = st.builds(
     env=st.text(),
     env_kwargs=st.dictionaries(st.text(), json_values, max_size=4),
     total_env_steps=st.integers(),
-    lr=st.floats(allow_nan=False),
+    lr=finite_floats,
     double_q=st.booleans(),
     target_update=st.sampled_from(["hard", "soft"]),
-    tau=st.none() | st.floats(allow_nan=False),
+    tau=st.none() | finite_floats,
     hidden=st.lists(st.integers(), max_size=4).map(tuple),
     mixer=st.none() | st.text(),
     grid=st.tuples(st.integers(), st.integers()),
     seeds=st.lists(st.integers(), max_size=4),
-    weights=st.dictionaries(st.text(), st.floats(allow_nan=False), max_size=3),
+    weights=st.dictionaries(st.text(), finite_floats, max_size=3),
     tags=st.dictionaries(st.text(), json_values, max_size=3),
-    eps=st.none() | st.floats(allow_nan=False),
+    eps=st.none() | finite_floats,
     out=st.sampled_from([Path("runs"), Path("a/b c"), Path("/tmp/x.yaml")]),
     net=nets,
+    anything=st.floats(allow_nan=False),  # nan != nan would fail the equality; its own test below
 )
 
 
@@ -563,9 +568,22 @@ def test_config_error_is_a_value_error_and_module_imports_no_jax():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_non_finite_floats_survive_files(tmp_path):
-    cfg = load_config(Train, [save_config(Train(lr=float("-inf"), tau=float("nan")), tmp_path / "c.yaml")])
-    assert cfg.lr == float("-inf") and math.isnan(cfg.tau)
+def test_non_finite_floats_survive_files_where_a_field_allows_them(tmp_path):
+    cfg = load_config(Train, [save_config(Train(anything=float("nan")), tmp_path / "c.yaml")])
+    assert math.isnan(cfg.anything)
+    cfg = load_config(Train, [save_config(Train(anything=float("-inf")), tmp_path / "c.yaml")])
+    assert cfg.anything == float("-inf")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_plain_float_fields_refuse_non_finite_values_from_files_and_overrides(tmp_path, value):
+    path = save_config(Train(lr=value), tmp_path / "c.yaml")  # direct construction is not checked
+    with pytest.raises(ConfigError, match=r"c\.yaml:\d+: field 'lr' .*write a finite number"):
+        load_config(Train, [path])
+    with pytest.raises(ConfigError, match=r"--set: field 'net\.dropout' .*write a finite number"):
+        load_config(Train, overrides=[f"net.dropout={'.nan' if math.isnan(value) else '-.inf'}"])
+    with pytest.raises(ConfigError, match=r"field 'weights' .*value of 'a' is inf"):
+        load_config(Train, overrides=["weights={a: 1e999}"])
 
 
 def test_tuned_layer_gives_each_algorithm_its_sources_settings_on_lbf():

@@ -111,7 +111,18 @@ def load_run_config(run_dir, overrides=()):
     return load_config(config_class(algo), [path], list(overrides))
 
 
+def _check_new_run_dir(args) -> None:
+    """A bad --name or --out fails here, in a moment, not after the env and learner are built."""
+    from credo.engine.rundir import check_name, check_out
+
+    if args.name is not None:
+        check_name(args.name)
+    check_out(args.out)
+
+
 def cmd_train(args) -> int:
+    if not args.resume:
+        _check_new_run_dir(args)
     from credo.algos import config_class
     from credo.config import load_config
     from credo.engine.rundir import RunDir
@@ -253,7 +264,7 @@ def cmd_eval(args) -> int:
     from credo.engine.train import Trainer
 
     run_dir = RunDir(args.run_dir)
-    overrides = [f"test_episodes={args.episodes}"] if args.episodes else []
+    overrides = [f"test_episodes={args.episodes}"] if args.episodes is not None else []
     cfg = load_run_config(run_dir.path, overrides)
     trainer = Trainer(cfg)
     state, meta = trainer.load(run_dir)
@@ -532,14 +543,54 @@ def _parse_kv(text: str):
     return k.strip(), yaml.safe_load(v)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors on one line, as credo's other errors: ``credo: error: argument --steps: ...``."""
+
+    def error(self, message: str):
+        self.exit(2, f"credo: error: {message} (see: {self.prog} --help)\n")
+
+
+def _whole_number(text: str) -> int:
+    """``text`` as a whole number: 2000000, 2_000_000 and 2e6 are fine, 2.5, nan and inf are not."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a whole number, got {text!r}") from None
+    if not number.is_integer():
+        raise argparse.ArgumentTypeError(f"expects a whole number, got {text!r}")
+    return int(number)
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number, at least 1 (seeds, episodes, envs, steps)."""
+    value = _whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _env_steps(text: str) -> int:
+    """An argparse type: a training budget the engine's int32 env-step counter can hold."""
+    from credo.engine.limits import ENV_STEPS_WHY, MAX_ENV_STEPS
+
+    value = _count(text)
+    if value > MAX_ENV_STEPS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_ENV_STEPS:_}, got {text}: {ENV_STEPS_WHY}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="credo", description="Credit assignment in reinforcement learning.")
+    p = _Parser(prog="credo", description="Credit assignment in reinforcement learning.")
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train an algorithm on an env; writes a run directory")
     t.add_argument("algo", nargs="?", help=f"one of {', '.join(ALGORITHMS)}")
     t.add_argument("env", nargs="?", help="env key, e.g. lbf:Foraging-8x8-2p-3f-v3 (see credo list)")
-    t.add_argument("--steps", type=lambda x: int(float(x)), help="env steps per seed, e.g. 2e6")
-    t.add_argument("--seeds", type=int, help="number of seeds, trained together")
+    t.add_argument("--steps", type=_env_steps, help="env steps per seed, e.g. 2e6")
+    t.add_argument("--seeds", type=_count, help="number of seeds, trained together")
     t.add_argument("--out", default="runs", help="parent directory of the run directory (default: runs)")
     t.add_argument("--name", help="run directory name (default: algo-env-time)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
@@ -550,13 +601,13 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="evaluation of a run's last checkpoint (greedy unless the run set test_greedy=false)"
     )
     e.add_argument("run_dir")
-    e.add_argument("--episodes", type=int, help="episodes per seed (default: the run's test_episodes)")
+    e.add_argument("--episodes", type=_count, help="episodes per seed (default: the run's test_episodes)")
     e.set_defaults(func=cmd_eval)
     sub.add_parser("list", help="registered envs with their agent/obs/state/action sizes").set_defaults(
         func=cmd_list
     )
     d = sub.add_parser("demo", help="random-policy rollouts of a few envs of every family")
-    d.add_argument("--steps", type=int, default=200, help="steps per env copy")
+    d.add_argument("--steps", type=_count, default=200, help="steps per env copy")
     d.set_defaults(func=cmd_demo)
     rep = sub.add_parser("report", help="tables of trained runs (matrix: the ME-IGM paper's Table 2.5)")
     rep.add_argument("kind", choices=["matrix"], help="matrix: policies and Q_tot of a 2-agent matrix game")
@@ -568,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
         "graph", help="the dependence graph an ippo-dg/mappo-dg run learned, against the oracle"
     )
     g.add_argument("run_dir")
-    g.add_argument("--episodes", type=int, default=20, help="episodes to roll out (default 20)")
+    g.add_argument("--episodes", type=_count, default=20, help="episodes to roll out (default 20)")
     g.add_argument("--seed", type=int, default=0, help="seed index within the run (default 0)")
     g.add_argument("--threshold", type=float, help="entropy-ratio threshold c (default: the run's)")
     g.add_argument("--out", help="timeline plot path (default RUN_DIR/dependence_graph.png)")
@@ -674,15 +725,15 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-progress", action="store_true", help="a line per event instead of a progress bar")
     sw.add_argument(
         "--steps",
-        type=lambda x: int(float(x)),
+        type=_env_steps,
         help="env steps per seed of every cell (a shorter pass; use another --out)",
     )
-    sw.add_argument("--seeds", type=int, help="seeds of every cell")
+    sw.add_argument("--seeds", type=_count, help="seeds of every cell")
     sw.set_defaults(func=cmd_sweep)
     r = sub.add_parser("rollout", help="random-policy rollout report of one env")
     r.add_argument("env", help="env key, e.g. lbf:Foraging-8x8-2p-3f-v3")
-    r.add_argument("--envs", type=int, default=16, help="parallel env copies")
-    r.add_argument("--steps", type=int, default=500, help="steps per env copy")
+    r.add_argument("--envs", type=_count, default=16, help="parallel env copies")
+    r.add_argument("--steps", type=_count, default=500, help="steps per env copy")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="env keyword argument")
     r.set_defaults(func=cmd_rollout)
@@ -735,6 +786,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileExistsError, FileNotFoundError, LLMError) as err:
         print(f"credo: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the machine's, not the input's: a full disk, a lost mount
+        print(f"credo: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -25,6 +25,10 @@ Rules worth knowing:
   ``env_kwargs``); any other value, lists included, is replaced whole. A dict field given in a
   layer replaces the class default; a nested section keeps the defaults of the fields it omits.
 * Overrides take dotted keys for nested fields: ``net.hidden=[32]``, ``env_kwargs.sight=2``.
+* A number field's allowed values go with its type: ``seeds: Annotated[int, Range(1)] = 1`` (or
+  an alias such as ``PositiveInt``); a bound may name another field (``Range(ge="batch_size")``).
+  Floats must be finite (no nan or inf) unless their ``Range`` says ``finite=False``. Like the
+  types, ranges are checked when a config is loaded, not when a class is constructed directly.
 
 This module imports only the standard library and PyYAML.
 """
@@ -38,6 +42,7 @@ import difflib
 import functools
 import inspect
 import io
+import math
 import re
 import textwrap
 import tokenize
@@ -45,12 +50,18 @@ import types
 import typing
 from collections.abc import Iterable, Mapping, MutableMapping, MutableSequence, Sequence
 from pathlib import Path, PurePath
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 
 __all__ = [
     "ConfigError",
+    "NonNegativeFloat",
+    "NonNegativeInt",
+    "PositiveFloat",
+    "PositiveInt",
+    "Range",
+    "UnitInterval",
     "describe",
     "field_docs",
     "from_dict",
@@ -74,6 +85,87 @@ class ConfigError(ValueError):
         super().__init__(message)
         self.field = field  # dotted path of the offending field, when there is one
         self.source = source  # file (file:line) or "--set" the offending value came from
+
+
+# --------------------------------------------------------------------------------------------
+# Allowed ranges
+
+
+Bound = int | float | str | None  # a number, or the name of another field of the same class
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a number field allows, written with its type: ``Annotated[int, Range(1)]``.
+
+    ``ge``/``le`` are inclusive bounds and ``gt``/``lt`` exclusive ones, so ``Range(0, 1)`` is
+    [0, 1] and ``Range(gt=0, le=1)`` is (0, 1]. A bound given as a string names another field of
+    the same class and is checked once the whole config is built (``Range(ge="batch_size")``).
+    Floats must be finite unless ``finite=False``. ``why`` ends the error message: say what the
+    limit protects, so that the user knows whether to change the value or the limit.
+    """
+
+    ge: Bound = None
+    le: Bound = None
+    gt: Bound = None
+    lt: Bound = None
+    finite: bool = True
+    why: str = ""
+
+    def __post_init__(self):
+        if (self.ge is not None and self.gt is not None) or (self.le is not None and self.lt is not None):
+            raise TypeError("give a Range at most one lower bound (ge or gt) and one upper (le or lt)")
+
+    def text(self) -> str:
+        """The range as people write it: ``>= 1``, ``> 0``, ``in [0, 1]``, ``in (0, 1]``."""
+        low = (">=", "[", self.ge) if self.ge is not None else (">", "(", self.gt)
+        high = ("<=", "]", self.le) if self.le is not None else ("<", ")", self.lt)
+        if low[2] is not None and high[2] is not None:
+            return f"in {low[1]}{_bound_text(low[2])}, {_bound_text(high[2])}{high[1]}"
+        for op, _, bound in (low, high):
+            if bound is not None:
+                return f"{op} {_bound_text(bound)}"
+        return ""
+
+    def problem(self, value: Any, fields: Mapping[str, Any] | None = None) -> str:
+        """Why ``value`` is out of range ("" if it is not). Bounds naming fields are checked only
+        when ``fields`` (the built config's values) is given, the others only when it is not."""
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return ""  # None of an optional field
+        if isinstance(value, float) and math.isnan(value):
+            return ""  # a nan that this range allows (finite=False); finite ones never get here
+        checks = (
+            (self.ge, lambda b: value >= b, "at least"),
+            (self.gt, lambda b: value > b, "more than"),
+            (self.le, lambda b: value <= b, "at most"),
+            (self.lt, lambda b: value < b, "less than"),
+        )
+        for bound, ok, words in checks:
+            if bound is None or isinstance(bound, str) != (fields is not None):
+                continue
+            limit = fields.get(bound) if isinstance(bound, str) else bound
+            if limit is None or ok(limit):
+                continue
+            named = f"{bound} ({_bound_text(limit)})" if isinstance(bound, str) else _bound_text(bound)
+            return f"must be {words} {named}"
+        return ""
+
+
+def _bound_text(bound: Bound) -> str:
+    if isinstance(bound, int) and not isinstance(bound, bool) and abs(bound) >= 10_000:
+        return f"{bound:_}"  # 2_000_000_000: readable, and YAML and --set take it as written
+    return str(bound)
+
+
+def _ranges(marks: Iterable) -> list[Range]:
+    return [m for m in marks if isinstance(m, Range)]
+
+
+PositiveInt = Annotated[int, Range(1)]  # a count or an interval: 1 or more
+NonNegativeInt = Annotated[int, Range(0)]
+PositiveFloat = Annotated[float, Range(gt=0)]  # a learning rate, a scale
+NonNegativeFloat = Annotated[float, Range(0)]  # a coefficient that 0 turns off
+UnitInterval = Annotated[float, Range(0, 1)]  # a probability, a discount, a mixing weight
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,7 +321,7 @@ def _init_fields(cls) -> dict[str, dataclasses.Field]:
 @functools.cache
 def _hints(cls) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(cls)
+        return typing.get_type_hints(cls, include_extras=True)  # keeps the Ranges of Annotated
     except Exception as err:  # noqa: BLE001 - any failure here is the class author's to fix
         raise TypeError(f"cannot resolve the type annotations of {cls.__qualname__}: {err}") from err
 
@@ -312,14 +404,32 @@ def field_docs(cls) -> dict[str, str]:
 def _type_text(tp) -> str:
     if tp is type(None):
         return "None"
+    if get_origin(tp) is Annotated:  # int >= 1, float in [0, 1]
+        inner, *marks = get_args(tp)
+        return " ".join([_type_text(inner), *(t for t in (r.text() for r in _ranges(marks)) if t)])
+    if _has_range(tp):  # spell the ranges inside: tuple[int >= 1, ...], float >= 0 | None
+        args = [_type_text(a) if a is not Ellipsis else "..." for a in get_args(tp)]
+        if get_origin(tp) in (Union, types.UnionType):
+            return " | ".join(args)
+        return f"{getattr(get_origin(tp), '__name__', get_origin(tp))}[{', '.join(args)}]"
     if isinstance(tp, type) and not get_args(tp):
         return tp.__name__
     return re.sub(r"\btyping\.|\bcollections\.abc\.|\bpathlib\.", "", str(tp)).replace("NoneType", "None")
 
 
+def _has_range(tp) -> bool:
+    """Whether a Range is anywhere in the type (``int >= 1``, ``tuple[int >= 1, ...] | None``)."""
+    if get_origin(tp) is Annotated:
+        return bool(_ranges(get_args(tp)[1:])) or _has_range(get_args(tp)[0])
+    return any(_has_range(a) for a in get_args(tp) if a is not Ellipsis)
+
+
 def _annotation_text(cls, name: str) -> str:
+    tp = _hints(cls)[name]
+    if _has_range(tp):  # the range itself, not the alias (PositiveInt) or Annotated[...] written
+        return _type_text(tp)
     _, annotations = _source_info(cls)
-    return annotations.get(name) or _type_text(_hints(cls)[name])
+    return annotations.get(name) or _type_text(tp)
 
 
 def _default_of(f: dataclasses.Field) -> Any:
@@ -401,6 +511,8 @@ def _coerce(tp, value: Any, path: tuple, ctx: _Context, default: Any = dataclass
     if tp is Any or tp is object:
         return value
     origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        return _coerce_in_range(args[0], _ranges(args[1:]), value, path, ctx, default)
     if origin is Union or origin is types.UnionType:
         if value is None and type(None) in args:
             return None
@@ -443,9 +555,10 @@ def _coerce(tp, value: Any, path: tuple, ctx: _Context, default: Any = dataclass
             raise _Mismatch("not a whole number (2e6 or 2000000 is fine, 2.5 is not)")
         raise _Mismatch()
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise _Mismatch("write a number, not true/false" if isinstance(value, bool) else "")
+        number = _float(value)
+        if not math.isfinite(number):  # nan and inf only where a Range(finite=False) allows them
+            raise _Mismatch("write a finite number (nan and inf are not allowed here)")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -495,6 +608,32 @@ def _coerce(tp, value: Any, path: tuple, ctx: _Context, default: Any = dataclass
     if isinstance(value, tp):
         return value
     raise _Mismatch()
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise _Mismatch("write a number, not true/false" if isinstance(value, bool) else "")
+
+
+class _OutOfRange(_Mismatch):
+    """A value of the right type outside its field's Range."""
+
+    def __init__(self, rng: Range, detail: str):
+        super().__init__(detail)
+        self.range = rng
+
+
+def _coerce_in_range(tp, ranges: list[Range], value: Any, path: tuple, ctx: _Context, default: Any) -> Any:
+    if tp is float and not all(r.finite for r in ranges):
+        out = _float(value)  # this field allows nan and inf
+    else:
+        out = _coerce(tp, value, path, ctx, default)
+    for rng in ranges:
+        problem = rng.problem(out)
+        if problem:
+            raise _OutOfRange(rng, problem)
+    return out
 
 
 def _item_detail(what: str, item: Any, tp, err: _Mismatch) -> str:
@@ -565,12 +704,51 @@ def _check_field(cls, f: dataclasses.Field, value: Any, path: tuple, ctx: _Conte
                 pass
         where = ctx.source(path)
         doc = field_docs(cls).get(f.name, "")
-        message = (
-            f"{_prefix(where)}field '{_dotted(path)}'{f' ({doc})' if doc else ''} expects "
-            f"{_annotation_text(cls, f.name)}, got {_show(value)} ({_kind(value)})"
-            + (f": {err.detail}" if err.detail else "")
-        )
+        named = f"{_prefix(where)}field '{_dotted(path)}'{f' ({doc})' if doc else ''}"
+        if isinstance(err, _OutOfRange):  # the type is right: say the range, and why it is there
+            message = f"{named} must be {err.range.text()}, got {_show(value)}" + _why(err.range)
+        else:
+            message = (
+                f"{named} expects {_annotation_text(cls, f.name)}, got {_show(value)} ({_kind(value)})"
+                + (f": {err.detail}" if err.detail else "")
+            )
         raise ConfigError(message, field=_dotted(path), source=where) from None
+
+
+def _why(rng: Range) -> str:
+    return f" ({rng.why})" if rng.why else ""
+
+
+def _check_field_bounds(cls, instance: Any, path: tuple, ctx: _Context) -> None:
+    """Checks the bounds that name other fields (``buffer_size >= batch_size``), on the built config."""
+    values = {name: getattr(instance, name) for name in _init_fields(cls)}
+    for name, tp in _hints(cls).items():
+        if name not in values or get_origin(tp) is not Annotated:
+            continue
+        for rng in _ranges(get_args(tp)[1:]):
+            for bound in (rng.ge, rng.gt, rng.le, rng.lt):
+                if isinstance(bound, str) and bound not in values:
+                    raise TypeError(f"{cls.__qualname__}.{name}: Range bound {bound!r} is not a field")
+            problem = rng.problem(values[name], values)
+            if problem:
+                raise _bound_error(cls, name, values[name], problem, rng, path, ctx)
+
+
+def _bound_error(cls, name: str, value: Any, problem: str, rng: Range, path: tuple, ctx: _Context):
+    where = ctx.source(path + (name,))
+    doc = field_docs(cls).get(name, "")
+    # The other field may be the one the user changed: say where its value came from too.
+    notes = [rng.why] if rng.why else []
+    for other in (rng.ge, rng.gt, rng.le, rng.lt):
+        other_source = ctx.source(path + (other,)) if isinstance(other, str) else ""
+        if other_source and other_source != where:
+            notes.append(f"{other} is from {other_source}")
+    return ConfigError(
+        f"{_prefix(where)}field '{_dotted(path + (name,))}'{f' ({doc})' if doc else ''} {problem}, "
+        f"got {_show(value)}" + (f" ({'; '.join(notes)})" if notes else ""),
+        field=_dotted(path + (name,)),
+        source=where,
+    )
 
 
 def _build(cls, data: Any, path: tuple, ctx: _Context, base: Any = None):
@@ -596,13 +774,15 @@ def _build(cls, data: Any, path: tuple, ctx: _Context, base: Any = None):
             names = ", ".join(f"'{_dotted(path + (n,))}'" for n in missing)
             raise ConfigError(f"{_prefix(where)}missing required field {names}", source=where)
     try:
-        return dataclasses.replace(base, **values) if base is not None else cls(**values)
+        instance = dataclasses.replace(base, **values) if base is not None else cls(**values)
     except ConfigError:
         raise
     except (TypeError, ValueError) as err:  # checks in the class's __post_init__
         where = ctx.source(path)
         section = f" ('{_dotted(path)}')" if path else ""
         raise ConfigError(f"{_prefix(where)}{cls.__name__}{section}: {err}", source=where) from err
+    _check_field_bounds(cls, instance, path, ctx)
+    return instance
 
 
 def from_dict(cls, data: Mapping[str, Any], source: str = ""):

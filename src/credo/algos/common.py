@@ -7,11 +7,29 @@ turns them into the ``(greedy, epsilon)`` the engine passes to every learner's `
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import jax.numpy as jnp
 
+from credo.config import PositiveInt, Range, UnitInterval
+from credo.engine.limits import (
+    ENV_STEPS_WHY,
+    MAX_ENV_STEPS,
+    MAX_LOG_INTERVAL,
+    MAX_N_ENVS,
+    MAX_SEED,
+)
+
 LoggerName = Literal["csv", "tensorboard", "wandb"]  # the backends of credo.engine.loggers
+# Ranges of the engine's counters (credo.engine.limits says how they were chosen).
+EnvSteps = Annotated[int, Range(1, MAX_ENV_STEPS, why=ENV_STEPS_WHY)]
+LogInterval = Annotated[
+    int, Range(1, MAX_LOG_INTERVAL, why="a chunk may run this far past total_env_steps, on an int32 counter")
+]
+EnvCount = Annotated[
+    int, Range(1, MAX_N_ENVS, why="one iteration's episodes must fit the int32 env-step counter")
+]
+Seed = Annotated[int, Range(0, MAX_SEED, why="JAX keeps 32 bits of a seed: seed + i must stay below 2**32")]
 
 
 @dataclass(frozen=True)
@@ -21,19 +39,21 @@ class RunConfig:
     algo: str = ""  # learner name, see `credo list`
     env: str = "lbf:Foraging-8x8-2p-3f-v3"  # env key, see `credo list`
     env_kwargs: dict = field(default_factory=dict)  # keyword arguments for the env
-    total_env_steps: int = 2_050_000  # training budget in env steps (EPyMARL's t_max)
-    seeds: int = 1  # independent seeds, trained together as a vmap axis
-    seed: int = 0  # seed of the first run; run i uses seed + i
-    n_envs: int = (
+    total_env_steps: EnvSteps = 2_050_000  # training budget in env steps (EPyMARL's t_max)
+    seeds: PositiveInt = 1  # independent seeds, trained together as a vmap axis
+    seed: Seed = 0  # seed of the first run; run i uses seed + i
+    n_envs: EnvCount = (
         1  # parallel envs per seed; one batch of whole episodes per iteration (EPyMARL batch_size_run)
     )
     # evaluation, logging, checkpoints
-    test_interval: int = 50_000  # env steps between evaluations
-    test_episodes: int = 100  # episodes per evaluation
+    test_interval: PositiveInt = 50_000  # env steps between evaluations
+    test_episodes: PositiveInt = 100  # episodes per evaluation
     test_greedy: bool = True  # evaluation acts greedily (EPyMARL's default), or as in training if False: PPO and ME-IGM sample their stochastic policies (the dependence-graph authors: False); epsilon-greedy learners act with test_epsilon
-    test_epsilon: float = 0.0  # evaluation epsilon of epsilon-greedy learners, used whenever > 0, whatever test_greedy (EPyMARL: greedy, 0; the QLLM authors: 0.05); others ignore it
-    log_interval: int = 10_000  # env steps per jitted chunk: the granularity of logs and progress
-    save_interval: int = 200_000  # env steps between checkpoints (also saved at the end and on Ctrl-C)
+    test_epsilon: UnitInterval = 0.0  # evaluation epsilon of epsilon-greedy learners, used whenever > 0, whatever test_greedy (EPyMARL: greedy, 0; the QLLM authors: 0.05); others ignore it
+    log_interval: LogInterval = 10_000  # env steps per jitted chunk: the granularity of logs and progress
+    save_interval: PositiveInt = (
+        200_000  # env steps between checkpoints (also saved at the end and on Ctrl-C)
+    )
     logger: list[LoggerName] = field(default_factory=list)  # copies of the metrics: csv, tensorboard, wandb
 
 

@@ -38,8 +38,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from credo.algos.common import RunConfig, update_moments
+from credo.algos.common import EnvCount, RunConfig, update_moments
 from credo.buffers.episode import EpisodeBatch
+from credo.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitInterval
 from credo.credit.dependence import (
     dependence_advantage,
     fixed_graph,
@@ -64,10 +65,10 @@ class PPOConfig(RunConfig):
     """Settings of an IPPO/MAPPO run; defaults follow the dependence-graph paper's code (EPyMARL's MAPPO)."""
 
     algo: str = "mappo"  # learner: ippo, mappo, ippo-dg or mappo-dg
-    n_envs: int = 10  # parallel envs per seed: one update per n_envs whole episodes
+    n_envs: EnvCount = 10  # parallel envs per seed: one update per n_envs whole episodes
     reward_mode: Literal["global", "local"] = "global"  # team reward to every agent, or each agent's own
     # networks
-    hidden_dim: int = 128  # width of actor and critic
+    hidden_dim: PositiveInt = 128  # width of actor and critic
     use_rnn: bool = (
         False  # GRU actor and critic (else two ReLU layers: 9x faster here; LBF maps are fully observed)
     )
@@ -75,21 +76,21 @@ class PPOConfig(RunConfig):
     obs_agent_id: bool = True  # append the agent's one-hot id to actor and critic inputs
     obs_last_action: bool = False  # append the agent's previous action to the actor's input
     # PPO
-    lr: float = 5e-4  # Adam learning rate of actor and critic
-    epochs: int = 4  # passes over each batch of episodes
-    minibatches: int = 1  # splits of the episodes per pass
-    clip_eps: float = 0.2  # PPO ratio clip
-    ent_coef: float = 0.001  # entropy bonus
-    vf_coef: float = 0.5  # weight of the value loss
+    lr: PositiveFloat = 5e-4  # Adam learning rate of actor and critic
+    epochs: PositiveInt = 4  # passes over each batch of episodes
+    minibatches: PositiveInt = 1  # splits of the episodes per pass
+    clip_eps: PositiveFloat = 0.2  # PPO ratio clip
+    ent_coef: NonNegativeFloat = 0.001  # entropy bonus
+    vf_coef: NonNegativeFloat = 0.5  # weight of the value loss
     clip_value_loss: bool = False  # clip the value change as the policy ratio (MAPPO's option)
-    max_grad_norm: float = 10.0  # grad_clip_scheme=joint: clip of the global norm of actor and critic gradients together; also clips the world model's
+    max_grad_norm: PositiveFloat = 10.0  # grad_clip_scheme=joint: clip of the global norm of actor and critic gradients together; also clips the world model's
     grad_clip_scheme: Literal["joint", "separate"] = (
         "joint"  # joint: one clip (max_grad_norm) over actor and critic, credo's default; separate: actor_grad_clip and critic_grad_clip each on its own gradient, the authors' LBF scripts
     )
-    actor_grad_clip: float = 10.0  # grad_clip_scheme=separate: norm clip of the actor's gradient (the authors' value: not found; 10 = max_grad_norm)
-    critic_grad_clip: float = 10.0  # grad_clip_scheme=separate: norm clip of the critic's gradient (the authors' value: not found; 10 = max_grad_norm)
-    gamma: float = 0.99  # discount
-    gae_lambda: float = 0.95  # lambda of GAE
+    actor_grad_clip: PositiveFloat = 10.0  # grad_clip_scheme=separate: norm clip of the actor's gradient (the authors' value: not found; 10 = max_grad_norm)
+    critic_grad_clip: PositiveFloat = 10.0  # grad_clip_scheme=separate: norm clip of the critic's gradient (the authors' value: not found; 10 = max_grad_norm)
+    gamma: UnitInterval = 0.99  # discount
+    gae_lambda: UnitInterval = 0.95  # lambda of GAE
     value_norm: bool = True  # critics predict returns normalised by running moments (MAPPO's ValueNorm): credo's default; the authors' LBF scripts: False
     standardise_advantages: bool = (
         True  # zero mean, unit std advantages per batch: credo's default; the authors' LBF scripts: False
@@ -98,24 +99,24 @@ class PPOConfig(RunConfig):
     graph_source: Literal["learned", "oracle", "full", "identity", "random"] = (
         "learned"  # learned by reverse world models; oracle from the env; full = global, identity = local credit
     )
-    graph_threshold: float = 0.9  # c: edge j->k when H(A_j | z_j, z_k, z_k') / H(A_j | z_j) < c
-    graph_p: float = 0.3  # edge probability of the random (Erdos-Renyi) control graph
-    graph_distance: int = 2  # oracle graphs: agents within this grid distance interact (LBF)
-    meeting_lambda: float = (
+    graph_threshold: NonNegativeFloat = 0.9  # c: edge j->k when H(A_j | z_j, z_k, z_k') / H(A_j | z_j) < c
+    graph_p: UnitInterval = 0.3  # edge probability of the random (Erdos-Renyi) control graph
+    graph_distance: NonNegativeInt = 2  # oracle graphs: agents within this grid distance interact (LBF)
+    meeting_lambda: UnitInterval = (
         0.95  # averaging over meeting times: unreached agents weigh 1 - this (1 = hard truncation)
     )
-    graph_horizon: int = 100  # steps a path is propagated from each step
+    graph_horizon: PositiveInt = 100  # steps a path is propagated from each step
     wm_input: Literal["observation", "substate"] = (
         "substate"  # what the reverse model reads of the other agent: observation = the paper's (observation encoder trained by an inverse model, heads on detached latents); substate = credo's earlier form (the env's agent_features and local reward, encoders trained jointly), credo's default
     )
-    wm_latent: int = 64  # latent size of the world model's encoder
-    wm_hidden: tuple[int, ...] = (
+    wm_latent: PositiveInt = 64  # latent size of the world model's encoder
+    wm_hidden: tuple[PositiveInt, ...] = (
         256,
         128,
         128,
     )  # layers of the action predictors (and of the observation form's inverse model)
-    wm_lr: float = 5e-4  # Adam learning rate of the world model
-    wm_epochs: int = 1  # passes of the world model over each batch
+    wm_lr: PositiveFloat = 5e-4  # Adam learning rate of the world model
+    wm_epochs: PositiveInt = 1  # passes of the world model over each batch
 
 
 class PPOState(NamedTuple):

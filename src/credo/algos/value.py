@@ -10,7 +10,7 @@ engine jits, scans and vmaps it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +18,7 @@ import optax
 
 from credo.algos.common import RunConfig, update_moments
 from credo.buffers.episode import EpisodeBatch
+from credo.config import NonNegativeInt, PositiveFloat, PositiveInt, Range, UnitInterval
 from credo.credit.td import td_lambda_targets
 from credo.envs.core import EnvSpec
 from credo.mixers import make_mixer
@@ -35,41 +36,45 @@ class ValueConfig(RunConfig):
 
     algo: str = "qmix"  # learner: iql, vdn, qmix, qplex, qllm, me-qmix or me-qplex
     # acting
-    epsilon_start: float = 1.0  # exploration at the start (EPyMARL)
-    epsilon_finish: float = 0.05  # exploration after annealing (EPyMARL)
-    epsilon_anneal_steps: int = 50_000  # env steps over which epsilon falls linearly (EPyMARL)
+    epsilon_start: UnitInterval = 1.0  # exploration at the start (EPyMARL)
+    epsilon_finish: UnitInterval = 0.05  # exploration after annealing (EPyMARL)
+    epsilon_anneal_steps: NonNegativeInt = 50_000  # env steps over which epsilon falls linearly (EPyMARL)
     # agent network
-    hidden_dim: int = 64  # width of the agent network (EPyMARL, pymarl2)
+    hidden_dim: PositiveInt = 64  # width of the agent network (EPyMARL, pymarl2)
     use_rnn: bool = True  # GRU agent, else feed-forward (pymarl2's GRU; EPyMARL qmix.yaml: false)
     share_params: bool = True  # one network for all agents (EPyMARL)
     obs_agent_id: bool = True  # append the agent's one-hot id to its observation (EPyMARL)
     obs_last_action: bool = False  # append the agent's previous action, one-hot (EPyMARL; pymarl2: true)
     # mixer
     mixer: str | None = "qmix"  # vdn, qmix, qplex, tfcaf (QLLM) or null (independent learners)
-    mixing_embed_dim: int = 32  # QMIX mixing layer width
-    hypernet_layers: int = 2  # depth of QMIX/QPLEX weight hypernetworks
-    hypernet_embed: int = 64  # width of their hidden layer
+    mixing_embed_dim: PositiveInt = 32  # QMIX mixing layer width
+    hypernet_layers: PositiveInt = 2  # depth of QMIX/QPLEX weight hypernetworks
+    hypernet_embed: PositiveInt = 64  # width of their hidden layer
     mixer_kwargs: dict = field(default_factory=dict)  # further mixer settings, e.g. QPLEX num_kernel
     tfcaf: str | None = None  # QLLM: TFCAF file (.json from `credo qllm generate`, or a hand-written .py)
-    tfcaf_gamma: int | None = (
+    tfcaf_gamma: Annotated[int, Range(0, 1)] | None = (
         None  # QLLM: IGM gate, 1 = Q_tot must be monotone in every Q_i; null = the file's (else 1)
     )
     # learning
-    buffer_size: int = 5000  # replay capacity in episodes (EPyMARL)
-    batch_size: int = 32  # episodes per gradient step (EPyMARL)
-    updates_per_iteration: int = 1  # gradient steps per collected batch of n_envs episodes (EPyMARL)
+    buffer_size: Annotated[int, Range(ge="batch_size", why="batches are sampled from it")] = (
+        5000  # replay capacity in episodes (EPyMARL)
+    )
+    batch_size: PositiveInt = 32  # episodes per gradient step (EPyMARL)
+    updates_per_iteration: PositiveInt = 1  # gradient steps per collected batch of n_envs episodes (EPyMARL)
     optimizer: Literal["adam", "rmsprop"] = "adam"  # EPyMARL: adam; original pymarl: rmsprop
-    lr: float = 5e-4  # learning rate (EPyMARL)
-    gamma: float = 0.99  # discount (EPyMARL)
-    td_lambda: float = 0.6  # lambda of TD(lambda) targets, 0 = one-step (pymarl2's 0.6; EPyMARL: 0)
+    lr: PositiveFloat = 5e-4  # learning rate (EPyMARL)
+    gamma: UnitInterval = 0.99  # discount (EPyMARL)
+    td_lambda: UnitInterval = 0.6  # lambda of TD(lambda) targets, 0 = one-step (pymarl2's 0.6; EPyMARL: 0)
     double_q: bool = True  # pick target actions with the online network (EPyMARL)
     target_update: Literal["hard", "soft"] = "hard"  # copy every interval, or Polyak-average every update
-    target_update_interval: int = 200  # hard target updates every this many target_update_unit (EPyMARL)
+    target_update_interval: PositiveInt = (
+        200  # hard target updates every this many target_update_unit (EPyMARL)
+    )
     target_update_unit: Literal["episodes", "updates"] = (
         "updates"  # what the interval counts: gradient steps (EPyMARL's train() calls) or episodes (pymarl2)
     )
-    tau: float = 0.01  # soft target update rate
-    grad_clip: float = 10.0  # global gradient norm clip (EPyMARL)
+    tau: Annotated[float, Range(gt=0, le=1)] = 0.01  # soft target update rate
+    grad_clip: PositiveFloat = 10.0  # global gradient norm clip (EPyMARL)
     standardise_rewards: bool = True  # rewards minus their running mean, over their running std (EPyMARL)
     # maximum-entropy learners (me-qmix, me-qplex; ignored by the others)
     policy_transform: Literal["opt", "none", "mlp"] = (
@@ -78,16 +83,20 @@ class ValueConfig(RunConfig):
     opt_form: Literal["paper", "skip"] = (
         "paper"  # OPT: paper = eq. 2.2, W2 ELU(W1 x+b1)+b2, 1-layer hypernets; skip = x + that (authors' old code)
     )
-    opt_layers: int = 1  # stacked monotone blocks of the OPT (eq. 2.2: 1; more only with opt_form=skip)
-    opt_hidden: int = 16  # monotone units per agent and block (d1; the authors' code: 16)
-    opt_hypernet_embed: int = 64  # hidden width of the OPT's hypernetworks (opt_form=skip; paper's have none)
+    opt_layers: PositiveInt = (
+        1  # stacked monotone blocks of the OPT (eq. 2.2: 1; more only with opt_form=skip)
+    )
+    opt_hidden: PositiveInt = 16  # monotone units per agent and block (d1; the authors' code: 16)
+    opt_hypernet_embed: PositiveInt = (
+        64  # hidden width of the OPT's hypernetworks (opt_form=skip; paper's have none)
+    )
     soft_target_entropy: Literal["sampled", "replayed"] = (
         "sampled"  # -alpha log pi on the t+1 return: sampled action's (eq. A.1, authors'), replayed one's (old)
     )
-    alpha: float = 0.03  # temperature of the soft policies (its start value when auto_alpha)
+    alpha: PositiveFloat = 0.03  # temperature of the soft policies (its start value when auto_alpha)
     auto_alpha: bool = True  # tune the temperature towards the target entropy (eq. 2.11)
     target_entropy_per_agent: float = 0.24  # target joint entropy / n_agents (nats; paper: 0.24, terran 0.32)
-    alpha_lr: float = 0.3  # Adam learning rate of log(alpha)
+    alpha_lr: PositiveFloat = 0.3  # Adam learning rate of log(alpha)
 
 
 class LearnerState(NamedTuple):

@@ -15,15 +15,67 @@ runs/qmix-lbf-Foraging-8x8-2p-3f-v3-20261122-101500/
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from credo import stats
+# JAX and credo.stats are imported where they are used: the CLI checks --name and --out with this
+# module before anything heavy starts.
+
+# File systems allow 255 bytes per name; the rest is room for suffixes such as ".tmp-PID".
+MAX_NAME_BYTES = 200
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be made here; the message names the argument and what to do."""
+
+
+def check_name(name: str) -> str:
+    """``name`` if it names one directory inside ``--out``; raises RunDirError otherwise.
+
+    A separator or ``..`` would put the run outside ``--out`` (``../../x``), control characters
+    make paths that cannot be read back from a terminal, and a long name fails deep in a write.
+    """
+    if not name.strip():
+        raise RunDirError("--name is empty; give the run directory a name, or leave --name out.")
+    if "/" in name or "\\" in name or name in (".", ".."):  # "\\" separates on Windows
+        raise RunDirError(
+            f"--name {name!r} is a path, not a name: a run directory is made inside --out, so its "
+            "name cannot hold '/' or be '..'; choose the parent directory with --out."
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise RunDirError(f"--name {name!r} holds control characters; use letters, digits, '.', '_' or '-'.")
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise RunDirError(
+            f"--name is {size} bytes long; the limit is {MAX_NAME_BYTES} (file systems allow 255 per "
+            "name, and checkpoints add suffixes). Choose a shorter name."
+        )
+    return name
+
+
+def check_out(base: str | Path) -> Path:
+    """``base`` if run directories can be made in it; raises RunDirError naming the directory.
+
+    ``base`` may not exist yet: then its nearest existing parent must be a writable directory.
+    """
+    path = Path(base)
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"is under {existing}, which is a file"
+        raise RunDirError(f"--out {base} {where}, not a directory; give a directory to hold the runs.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirError(
+            f"--out {base}: cannot write in {existing} (permission denied or a read-only file system); "
+            "choose another --out."
+        )
+    return path
 
 
 class RunDir:
@@ -33,19 +85,38 @@ class RunDir:
 
     @classmethod
     def create(cls, cfg, base: str | Path = "runs", name: str | None = None) -> RunDir:
-        """A new run directory under ``base`` (named after algo, env and time unless ``name``)."""
-        from credo.config import save_config
+        """A new run directory under ``base`` (named after algo, env and time unless ``name``).
 
+        Raises RunDirError for a bad ``name`` or ``base``, or when the directory cannot be
+        written; then nothing it made is left behind.
+        """
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        name = name or f"{cfg.algo}-{re.sub(r'[^A-Za-z0-9._-]+', '-', cfg.env)}-{stamp}"
-        path = Path(base) / name
+        name = check_name(name or f"{cfg.algo}-{re.sub(r'[^A-Za-z0-9._-]+', '-', cfg.env)}-{stamp}")
+        path = check_out(base) / name
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path} exists and is a file; pick another --name or --out.")
         if path.exists() and any(path.iterdir()):
             raise FileExistsError(
                 f"run directory {path} exists and is not empty; pick another --out or use --resume."
             )
+        missing = [p for p in (path, *path.parents) if not p.exists()]
+        try:
+            cls._write_new(cfg, path)
+        except OSError as err:
+            _remove_new(path, missing[-1] if missing else None)
+            reason = os.strerror(err.errno).lower() if err.errno else str(err)
+            raise RunDirError(
+                f"cannot make the run directory {path}: {reason} (while writing "
+                f"{err.filename or path}); nothing was left behind. Choose another --out."
+            ) from None
+        return cls(path)
+
+    @staticmethod
+    def _write_new(cfg, path: Path) -> None:
+        from credo.config import save_config
+
         (path / "metrics").mkdir(parents=True, exist_ok=True)
         save_config(cfg, path / "config.yaml")
-        return cls(path)
 
     def seed_file(self, i: int) -> Path:
         return self.path / "metrics" / f"seed_{i}.jsonl"
@@ -123,6 +194,10 @@ class RunDir:
 
     def finish(self, trainer, env_steps, meta: dict) -> dict:
         """Writes ``summary.json`` and ``learning_curve.png``; returns the summary."""
+        import jax
+
+        from credo import stats
+
         cfg = trainer.cfg
         evals = meta["evals"]
         final = evals[-1]
@@ -164,6 +239,8 @@ class RunDir:
         return summary
 
     def plot(self, evals: list[dict], cfg) -> Path:
+        from credo import stats
+
         steps = np.array([e["env_steps"] for e in evals], float)  # [n_evals, seeds]
         returns = np.array([e["test_return"] for e in evals], float)
         curves = {cfg.algo: (steps.mean(1), returns.T)}
@@ -179,6 +256,16 @@ class RunDir:
                 title=f"{cfg.algo} on {cfg.env}",
             )
         return out
+
+
+def _remove_new(path: Path, created: Path | None) -> None:
+    """Undoes a failed create: the directories it made, or what it put in an empty ``path``."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    shutil.rmtree(path / "metrics", ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (path / "config.yaml").unlink(missing_ok=True)
 
 
 def _finite_or_none(x) -> float | None:

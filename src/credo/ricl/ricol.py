@@ -37,9 +37,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 
+from credo.config import NonNegativeInt, PositiveFloat, PositiveInt, Range, UnitInterval
+from credo.engine.limits import MAX_SEED
 from credo.llm.base import LLM
 from credo.ricl.advantage import trust_region_target
 from credo.ricl.prompts import Step, TextTask, task_for
@@ -61,23 +64,31 @@ class RICOLConfig:
     reflector_model: str | None = None  # null: the policy's model
     reflector_base_url: str | None = None  # OpenAI-compatible endpoint of the reflector
     feedback: str = "llm"  # llm (the reflector) or oracle (hand-crafted, of feedback_accuracy)
-    feedback_accuracy: float = 1.0  # oracle feedback: probability that its maintain/change label is right
-    iterations: int = 4  # collect -> RICL -> improve rounds
-    episodes_per_iteration: int = 4  # episodes collected per iteration
-    alpha: float = 0.5  # trust region of eq. 3.5: 0 keeps pi_k, 1 moves to pi'
-    lr: float = 1e-6  # Adam; 1e-5 overshoots near-policy targets (benchmarks/results/ricol_lr_probe.md)
-    epochs: int = 2  # passes over an iteration's states
-    batch_size: int = 8  # states per gradient step
+    feedback_accuracy: UnitInterval = (
+        1.0  # oracle feedback: probability that its maintain/change label is right
+    )
+    iterations: PositiveInt = 4  # collect -> RICL -> improve rounds
+    episodes_per_iteration: PositiveInt = 4  # episodes collected per iteration
+    alpha: UnitInterval = 0.5  # trust region of eq. 3.5: 0 keeps pi_k, 1 moves to pi'
+    lr: PositiveFloat = (
+        1e-6  # Adam; 1e-5 overshoots near-policy targets (benchmarks/results/ricol_lr_probe.md)
+    )
+    epochs: PositiveInt = 2  # passes over an iteration's states
+    batch_size: PositiveInt = 8  # states per gradient step
     finetune: str = "full"  # full (every weight) or lora (peft adapters)
-    lora_r: int = 8  # LoRA rank
-    reflector_max_tokens: int = 128  # tokens per reflection
+    lora_r: PositiveInt = 8  # LoRA rank
+    reflector_max_tokens: PositiveInt = 128  # tokens per reflection
     reflector_prefill: bool = False  # start the reflector's reply with "Verbal Feedback:" (for small models)
-    hindsight_steps: int | None = None  # steps after t the reflector sees (null: the rest of the episode)
-    memory: int = 3  # reflexion: lessons kept in the prompt
-    test_episodes: int = 8  # evaluation episodes after every iteration (sampled actions)
-    max_steps: int | None = None  # episode limit (null: the task's: 16 goto/pickup, 32 others, 30 keydoor)
-    seeds: int = 1  # runs, one after another
-    seed: int = 0  # seed of the first run
+    hindsight_steps: NonNegativeInt | None = (
+        None  # steps after t the reflector sees (null: the rest of the episode)
+    )
+    memory: PositiveInt = 3  # reflexion: lessons kept in the prompt
+    test_episodes: PositiveInt = 8  # evaluation episodes after every iteration (sampled actions)
+    max_steps: PositiveInt | None = (
+        None  # episode limit (null: the task's: 16 goto/pickup, 32 others, 30 keydoor)
+    )
+    seeds: PositiveInt = 1  # runs, one after another
+    seed: Annotated[int, Range(0, MAX_SEED)] = 0  # seed of the first run
 
 
 # --- the env, seen as text ------------------------------------------------------------------
