@@ -377,16 +377,20 @@ def _greedy_joints(cfg):
 
 
 @pytest.mark.slow  # 20 runs of 10k steps: over two minutes on 2 cores
-def test_me_qmix_finds_the_optimum_of_the_3x3_game_where_qmix_does_not():
-    """The paper's matrix game at the shipped matrix settings (10k steps): seeds 0-9.
+def test_me_qplex_finds_the_optimum_of_the_3x3_game_more_often_than_qplex_on_fresh_seeds():
+    """The paper's matrix game at the shipped matrix settings (10k steps), seeds 2000-2009.
 
-    Measured (benchmarks/results/matrix_me_igm.md): ME-QMIX's greedy joint action
-    is (A, A) in 9 of 10 seeds, QMIX's in 0 of 10 (it settles on (B, B) or (C, C)).
+    Measured on these seeds, which no setting was chosen on
+    (benchmarks/results/matrix_me_igm_seeds2000-2009.md): ME-QPLEX's greedy joint action is
+    (A, A) in 7 of 10 seeds, QPLEX's in 2 of 10 (P = 0.75 [0.55, 0.90], better). ME-QMIX vs
+    QMIX was 3 vs 2 of 10, inconclusive, so it is not asserted. The earlier claim, ME-QMIX in
+    9 of 10 seeds 0-9, was measured on the seeds its replay size was chosen on and did not hold
+    on fresh ones. The bounds leave room for seeds spread over a different number of devices.
     """
-    me = _greedy_joints(_matrix_cfg("me-qmix", seeds=10))
-    qmix = _greedy_joints(_matrix_cfg("qmix", seeds=10))
-    assert sum(j == (0, 0) for j in me) >= 7, me
-    assert sum(j == (0, 0) for j in qmix) <= 1, qmix
+    me = _greedy_joints(_matrix_cfg("me-qplex", seeds=10, seed=2000))
+    qplex = _greedy_joints(_matrix_cfg("qplex", seeds=10, seed=2000))
+    assert sum(j == (0, 0) for j in me) >= 5, me
+    assert sum(j == (0, 0) for j in qplex) <= 3, qplex
 
 
 @pytest.mark.parametrize(
