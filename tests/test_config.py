@@ -587,27 +587,27 @@ def test_plain_float_fields_refuse_non_finite_values_from_files_and_overrides(tm
 
 
 def test_tuned_layer_gives_each_algorithm_its_sources_settings_on_lbf():
-    # `credo train qmix lbf:...` is EPyMARL's QMIX on LBF (feed-forward, one-step targets), while
-    # the same algorithm on another family keeps the class defaults (GRU, TD(lambda) 0.6).
+    # `credo train iql lbf:...` is EPyMARL's IQL on LBF (GRU 128, lr 3e-4, epsilon over 200k), while
+    # QMIX on LBF and IQL elsewhere keep the class defaults.
     from credo.algos.value import ValueConfig
     from credo.cli import config_files
 
-    def cfg(algo, env):
-        return load_config(ValueConfig, config_files(algo, env), [], base={"algo": algo, "env": env})
+    def cfg(algo, env, *overrides):
+        return load_config(ValueConfig, config_files(algo, env), list(overrides), base={"algo": algo, "env": env})
 
     lbf = "lbf:Foraging-8x8-2p-3f-v3"
-    qmix = cfg("qmix", lbf)
-    assert (qmix.use_rnn, qmix.td_lambda, qmix.standardise_rewards) == (False, 0.0, True)
-    assert (qmix.target_update_interval, qmix.target_update_unit) == (200, "updates")
     iql = cfg("iql", lbf)
     assert (iql.use_rnn, iql.hidden_dim, iql.lr, iql.epsilon_anneal_steps) == (True, 128, 3e-4, 200_000)
-    assert [p.name for p in config_files("qmix", lbf)][-1] == "qmix.yaml"
-    assert config_files("qmix", lbf)[-1].parent.name == "lbf"
-    mpe = cfg("qmix", "mpe:simple_spread")
-    assert (mpe.use_rnn, mpe.td_lambda) == (True, 0.6)
+    assert (iql.td_lambda, iql.target_update_unit, iql.standardise_rewards) == (0.0, "updates", True)
+    assert config_files("iql", lbf)[-1].parent.name == "lbf"
+    assert cfg("iql", "mpe:simple_spread").hidden_dim == 64
+    qmix = cfg("qmix", lbf)
+    assert (qmix.use_rnn, qmix.td_lambda, qmix.standardise_rewards) == (True, 0.6, True)
+    qllm = cfg("qllm", lbf, "tfcaf=x.py")
+    assert (qllm.n_envs, qllm.epsilon_anneal_steps, qllm.test_epsilon) == (8, 200_000, 0.05)
     # every tuned file names only real fields of the learner it is for
-    root = config_files("qmix", lbf)[-1].parent.parent
+    root = config_files("iql", lbf)[-1].parent.parent
     for path in root.glob("*/*.yaml"):
         algo, family = path.stem, path.parent.name
         env = {"lbf": lbf, "mpe": "mpe:simple_spread", "matrix": "matrix:climbing"}[family]
-        cfg(algo, env)
+        cfg(algo, env, *(["tfcaf=x.py"] if algo == "qllm" else []))
