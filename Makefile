@@ -45,9 +45,10 @@ bench: $(VENV)/.installed-all  ## throughput benchmarks; writes benchmarks/resul
 SWEEP_ARGS ?=
 STUDY_OUT ?= runs
 
-learning: $(VENV)/.installed-all  ## LBF learning results of IQL/VDN/QMIX/QPLEX (about an hour on 2 cores)
-	$(BIN)/credo sweep benchmarks/specs/lbf_learning.yaml --out $(STUDY_OUT) $(SWEEP_ARGS)
-	$(BIN)/credo compare $(STUDY_OUT)/lbf_learning --out benchmarks/results/lbf_learning
+learning: $(VENV)/.installed-all  ## LBF: EPyMARL's settings vs credo's defaults, 500k steps (about 1.5 h on 2 cores)
+	$(BIN)/credo sweep benchmarks/specs/lbf_epymarl.yaml --out $(STUDY_OUT) --steps 500000 $(SWEEP_ARGS)
+	$(BIN)/credo sweep benchmarks/specs/lbf_credo_defaults.yaml --out $(STUDY_OUT) $(SWEEP_ARGS)
+	$(BIN)/credo compare $(STUDY_OUT)/lbf_epymarl $(STUDY_OUT)/lbf_credo_defaults --step 500000 --out benchmarks/results/lbf_epymarl
 
 dependence: $(VENV)/.installed-all  ## MAPPO local vs global vs dependence-graph credit on three LBF maps
 	$(BIN)/credo sweep benchmarks/specs/lbf_dependence.yaml --out $(STUDY_OUT) $(SWEEP_ARGS)
