@@ -221,6 +221,8 @@ def test_qllm_trains_in_the_engine_with_fewer_parameters_than_qmix(tmp_path):
         "--no-progress",
         "--set",
         "test_interval=1000",
+        "--set",
+        "hidden_dim=64",  # the same agent network: QLLM's authors use 128, QMIX's defaults 64
     ]
     assert main(["train", "qllm", *common, "--name", "q", "--set", f"tfcaf={path}"]) == 0
     assert main(["train", "qmix", *common, "--name", "m"]) == 0

@@ -42,6 +42,17 @@ class TrainState(NamedTuple):
     episodes: jax.Array  # [] int32
 
 
+class TrainingDiverged(ValueError):
+    """A run whose loss or parameters turned NaN or inf; the message names the seed, the step and the likely cause."""
+
+
+@jax.jit
+def _all_finite(params):
+    """[seeds] bool: every parameter of the seed is finite (``params`` has a leading seed axis); None if none."""
+    leaves = [x.reshape(x.shape[0], -1) for x in jax.tree.leaves(params) if x.size]
+    return jnp.stack([jnp.isfinite(x).all(1) for x in leaves]).all(0) if leaves else None
+
+
 class Trainer:
     """Trains ``cfg.seeds`` seeds of a learner on one env.
 
@@ -286,7 +297,7 @@ class Trainer:
                 dev, out = chunk_fn(dev)
                 new_steps = self.from_devices(dev.env_steps)  # waits for the chunk
                 elapsed = time.perf_counter() - t0
-                steps_done, steps = int(np.sum(new_steps - steps)), new_steps
+                prev, steps_done, steps = steps, int(np.sum(new_steps - steps)), new_steps
                 meta["chunk"] += 1
                 chunks_here += 1
                 if first:  # the first chunk of a process includes compilation
@@ -296,14 +307,11 @@ class Trainer:
                     meta["train_seconds"] += elapsed
                     meta["train_steps"] += steps_done
                 rate = meta["train_steps"] / meta["train_seconds"] if meta["train_seconds"] else float("nan")
+                out = self.from_devices(out)
                 run_dir.write_chunk(
-                    meta["chunk"],
-                    steps,
-                    self.from_devices(dev.episodes),
-                    self.from_devices(out),
-                    rate,
-                    self.with_won,
+                    meta["chunk"], steps, self.from_devices(dev.episodes), out, rate, self.with_won
                 )
+                self._stop_if_diverged(out[1], dev, meta["chunk"], prev, steps)
                 if int(steps.min()) >= meta["next_save"]:
                     self.save(run_dir, dev, meta)
                     while meta["next_save"] <= int(steps.min()):
@@ -333,6 +341,49 @@ class Trainer:
         self.save(run_dir, dev, meta)
         return run_dir.finish(self, steps, meta)
 
+    def _stop_if_diverged(self, metrics: dict, dev: TrainState, chunk: int, before, after) -> None:
+        """Raises ``TrainingDiverged`` if a seed's loss turned NaN or inf in this chunk, or its parameters.
+
+        ``metrics``: the chunk's host metrics, ``[seed, iteration]`` each. An iteration without an
+        update (the replay buffer still below ``batch_size``) reports NaN for every metric; a loss that
+        is NaN while another metric of the same iteration is finite, a loss that is inf, or a
+        parameter that is not finite means the update went wrong. Nothing is saved: the last
+        checkpoint holds the last good state.
+        """
+        finite = _all_finite(dev.learner.params) if hasattr(dev.learner, "params") else None
+        finite = np.ones(len(self.seeds), bool) if finite is None else np.asarray(finite)
+        rows = {k: _per_iteration(v) for k, v in metrics.items()}  # [seed, iteration, values]
+        losses = {k: v for k, v in rows.items() if "loss" in k}
+        if not losses and finite.all():
+            return
+        ran = None  # [seed, iteration]: an update happened (some other metric is finite)
+        for k, v in rows.items():
+            if k not in losses:
+                ran = np.isfinite(v).any(-1) if ran is None else ran | np.isfinite(v).any(-1)
+        for i, seed in enumerate(self.seeds):
+            bad = [k for k, v in losses.items() if np.isinf(v[i]).any()]
+            bad += [
+                k for k, v in losses.items() if ran is not None and (np.isnan(v[i]).any(-1) & ran[i]).any()
+            ]
+            if not bad and finite[i]:
+                continue
+            if not finite[i]:  # every loss that is not finite went with them (no update tells them apart)
+                bad += [k for k, v in losses.items() if not np.isfinite(v[i]).all()] + ["parameters"]
+            what = f"the {' and '.join(dict.fromkeys(bad))} of seed {seed} became NaN or inf"
+            mixer = getattr(self.cfg, "mixer", None)
+            cause = (
+                "the TFCAF credit function (--set tfcaf=...) returning NaN or inf at the training batch "
+                "size, or a learning rate (lr) too high"
+                if mixer == "tfcaf"
+                else "a learning rate (lr) too high, rewards of a very large scale, or a custom mixer or env "
+                "producing NaN or inf"
+            )
+            raise TrainingDiverged(
+                f"training stopped: {what} in chunk {chunk}, between env steps {int(before[i]):,} and "
+                f"{int(after[i]):,}. The last checkpoint (if any) is from before; no summary was written. "
+                f"Likely cause: {cause}."
+            )
+
     def _record_eval(self, dev: TrainState, meta: dict, run_dir: RunDir) -> None:
         stats = self.evaluate(dev.learner.params, len(meta["evals"]))
         steps = self.from_devices(dev.env_steps)
@@ -359,6 +410,12 @@ class Trainer:
 
     def load(self, run_dir: RunDir) -> tuple[TrainState, dict]:
         return load_checkpoint(run_dir.path / CHECKPOINT, jax.eval_shape(self.init_state))
+
+
+def _per_iteration(values) -> np.ndarray:
+    """A chunk's metric (``[seed]``, ``[seed, iteration]`` or ``[seed, iteration, ...]``) as ``[seed, iteration, k]``."""
+    v = np.asarray(values, dtype=float)
+    return v.reshape(v.shape[0], 1, -1) if v.ndim < 2 else v.reshape(v.shape[0], v.shape[1], -1)
 
 
 def _progress(total: int, initial: int, enabled: bool, desc: str):

@@ -11,7 +11,12 @@ LLM-written code is untrusted input. Before any of it runs:
    ``exec``, ``open``, ``getattr`` and the other builtins that reach outside.
    Attributes are allowed only as ``jnp.<numeric function>``,
    ``jax.nn.<activation>`` and a short list of array attributes
-   (``x.shape``, ``x.sum`` ...).
+   (``x.shape``, ``x.sum`` ...). The check itself is bounded, whatever the text:
+   at most ``MAX_SOURCE_CHARS`` characters, ``MAX_NODES`` nodes nested at most
+   ``MAX_DEPTH`` deep (deeper code would exhaust the recursion of the checker or
+   of ``compile``), and constant arithmetic is folded only on integers of at
+   most ``MAX_CONSTANT_BITS`` bits (a tower of powers is refused, not computed).
+   Anything that is not a string is refused too.
 2. ``compile_restricted`` executes the checked code in a namespace whose
    ``__builtins__`` is a dozen pure functions and whose ``jnp`` and ``jax`` are
    plain namespaces holding only the whitelisted functions, so a name outside
@@ -37,8 +42,15 @@ import jax.numpy as jnp
 
 MAX_SOURCE_CHARS = 20_000
 MAX_NODES = 5_000
+# Nesting depth of the syntax tree: deeper code would exhaust the recursion of this checker or of
+# compile() (a RecursionError instead of a rejection); real credit functions nest a dozen levels.
+MAX_DEPTH = 100
 MAX_INT = 10**7  # larger integer literals could only size a huge allocation or loop
 MAX_POW_EXPONENT = 64  # constant exponents beyond this build huge Python integers
+# Folding a constant expression here never touches an integer wider than this: every operand
+# is at most MAX_CONSTANT_BITS wide, so one step yields at most 64 times that, and a tower of
+# powers (((9**64)**64)**64 ...) is refused at its second level instead of running for hours.
+MAX_CONSTANT_BITS = 64
 
 JNP_FUNCTIONS = sorted(
     """abs absolute add all any arange argmax argmin argsort array asarray average broadcast_to ceil clip
@@ -219,8 +231,19 @@ def _suggest(word: str, options: list[str]) -> str:
     return f" Did you mean {' or '.join(close)}?" if close else ""
 
 
+def _describe_int(value: int) -> str:
+    """``value`` for a message, without converting a huge integer to text or float."""
+    if value.bit_length() <= 64:
+        return f"{value:,}"
+    return f"of about 10^{int(value.bit_length() * 0.30103)}"
+
+
 def _constant_value(node: ast.AST):
-    """The value of a literal arithmetic expression (3, -2, 2 ** 10), or None if it is not one."""
+    """The value of a literal arithmetic expression (3, -2, 2 ** 10), or None if it is not one.
+
+    Bounded: an integer operand wider than ``MAX_CONSTANT_BITS`` bits, or a power with an
+    exponent above ``MAX_POW_EXPONENT``, is a rejection before anything is computed.
+    """
     if (
         isinstance(node, ast.Constant)
         and isinstance(node.value, int | float)
@@ -235,17 +258,35 @@ def _constant_value(node: ast.AST):
         if left is None or right is None:
             return None
         if isinstance(node.op, ast.Pow) and abs(right) > MAX_POW_EXPONENT:
+            shown = _describe_int(right) if isinstance(right, int) else f"{right:.3g}"
             raise _reject(
-                node, f"constant power with exponent {right}: exponents above {MAX_POW_EXPONENT} are refused"
+                node, f"constant power with exponent {shown}: exponents above {MAX_POW_EXPONENT} are refused"
             )
+        for v in (left, right):
+            if isinstance(v, int) and v.bit_length() > MAX_CONSTANT_BITS:
+                raise _reject(node, f"integer constant {_describe_int(v)} is too large (limit {MAX_INT:,})")
         try:
             op = {ast.Add: left.__add__, ast.Sub: left.__sub__, ast.Mult: left.__mul__, ast.Pow: left.__pow__}
             f = op.get(type(node.op))
             value = f(right) if f else None
         except (OverflowError, ZeroDivisionError, ValueError):
             return None
-        return None if value is NotImplemented else value
+        if value is NotImplemented or not isinstance(value, int | float):
+            return None  # a complex power of a negative number: not a usable constant
+        return value
     return None
+
+
+def _depth(tree: ast.AST) -> int:
+    """The nesting depth of ``tree``, without recursion (the tree may be deeper than Python's stack)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > MAX_DEPTH:
+            break
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 class _Checker(ast.NodeVisitor):
@@ -353,7 +394,7 @@ class _Checker(ast.NodeVisitor):
     def visit_BinOp(self, node: ast.BinOp):
         value = _constant_value(node)  # refuses constant powers that would build huge integers
         if isinstance(value, int) and abs(value) > MAX_INT:
-            raise _reject(node, f"integer constant {value:.3g} is too large (limit {MAX_INT:,})")
+            raise _reject(node, f"integer constant {_describe_int(value)} is too large (limit {MAX_INT:,})")
         sequences = (ast.List, ast.Tuple, ast.ListComp)
         is_text = lambda x: isinstance(x, ast.Constant) and isinstance(x.value, str)  # noqa: E731
         if isinstance(node.op, ast.Mult) and any(
@@ -386,7 +427,9 @@ def check_source(source: str, entry: str, n_args: int) -> ast.Module:
 
     Raises ``SandboxRejection`` with a one-line reason otherwise.
     """
-    if not isinstance(source, str) or not source.strip():
+    if not isinstance(source, str):
+        raise SandboxRejection(f"the code must be text (a Python source string), not {type(source).__name__}")
+    if not source.strip():
         raise SandboxRejection("the code is empty")
     if len(source) > MAX_SOURCE_CHARS:
         raise SandboxRejection(
@@ -395,11 +438,24 @@ def check_source(source: str, entry: str, n_args: int) -> ast.Module:
     try:
         tree = ast.parse(source)
     except SyntaxError as err:
-        raise SandboxRejection(f"line {err.lineno}: syntax error: {err.msg}") from None
+        where = f"line {err.lineno}: " if err.lineno else ""
+        raise SandboxRejection(f"{where}syntax error: {err.msg}") from None
     except (ValueError, RecursionError, MemoryError) as err:
-        raise SandboxRejection(f"the code cannot be parsed: {type(err).__name__}") from None
+        why = "it nests too deeply" if isinstance(err, RecursionError) else type(err).__name__
+        raise SandboxRejection(f"the code cannot be parsed: {why}") from None
     if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
         raise SandboxRejection(f"the code has more than {MAX_NODES} syntax nodes; write something shorter")
+    if _depth(tree) > MAX_DEPTH:
+        raise SandboxRejection(
+            f"the code nests expressions more than {MAX_DEPTH} levels deep; split them into several assignments"
+        )
+    try:
+        return _check_tree(tree, entry, n_args)
+    except (RecursionError, MemoryError) as err:  # a backstop: the bounds above should leave none
+        raise SandboxRejection(f"the code is too complex to check ({type(err).__name__})") from None
+
+
+def _check_tree(tree: ast.Module, entry: str, n_args: int) -> ast.Module:
     for stmt in tree.body:
         if (
             isinstance(stmt, ast.Expr)

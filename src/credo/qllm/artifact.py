@@ -32,21 +32,35 @@ def load_tfcaf(path: str | Path) -> TFCAF:
         )
     if path.suffix == ".json":
         try:
-            doc = json.loads(path.read_text())
+            doc = json.loads(_read_text(path))
             source = doc["code"]
         except (ValueError, KeyError, TypeError) as err:
             raise ValueError(
                 f"{path} is not a TFCAF artifact (a JSON object with a 'code' field): {err}"
             ) from None
+        if not isinstance(source, str):
+            raise ValueError(
+                f"{path}: the 'code' field must be the function's source text, not {type(source).__name__}"
+                + (" (null: that `credo qllm generate` run found no TFCAF)" if source is None else "")
+            )
         gamma = doc.get("gamma")
-        if gamma not in (0, 1, None):
+        if isinstance(gamma, bool) or gamma not in (0, 1, None):
             raise ValueError(f"{path}: gamma must be 0 or 1, got {gamma!r}")
         return TFCAF(source, gamma, str(path), {k: v for k, v in doc.items() if k != "code"})
     if path.suffix != ".py":
         raise ValueError(
             f"TFCAF file {path} must be a .py file (the function) or a .json artifact of `credo qllm generate`."
         )
-    return TFCAF(path.read_text(), None, str(path), {})
+    return TFCAF(_read_text(path), None, str(path), {})
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text file (it is not UTF-8)") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a directory, not a TFCAF file") from None
 
 
 def write_json_atomic(path: Path, doc: dict) -> None:

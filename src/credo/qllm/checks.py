@@ -10,7 +10,19 @@ written with ``jnp``. ``check_tfcaf`` runs, in order:
    intermediate's size, the output shape for several batch sizes, independence
    of the batch rows, finite outputs and gradients on random, env-like and
    extreme inputs, dependence on ``agent_qs``, and (IGM gate on) non-negative
-   ``dQ_tot / dQ_i`` everywhere tested.
+   ``dQ_tot / dQ_i`` everywhere tested;
+3. the same code at the batch size training calls it with (``batch_rows``:
+   ``batch_size`` x episode steps, ``DEFAULT_BATCH_ROWS`` when the run is not
+   known) and at twice that: it must trace in bounded time to a program that
+   does not grow with the batch (no Python loop over rows), its memory must
+   grow at most linearly with the batch and stay within ``MAX_ELEMENTS_PER_ROW``
+   per row, and at ``batch_rows`` rows its outputs and gradients must be finite,
+   its rows independent and (IGM gate on) its weights non-negative. The small
+   batches alone would pass code whose path depends on the batch size
+   (``if agent_qs.shape[0] > 1000: ...``) and that then hangs, allocates
+   ``B**3`` elements or returns NaN in training. The trainer (the ``tfcaf``
+   mixer) repeats this stage at every batch size it actually traces, before the
+   code runs there.
 
 The worker bounds itself, whatever happens to this process (``credo.proc``): it
 dies with it (a caller's timeout, Ctrl-C or a job runner's cancellation would
@@ -28,10 +40,25 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 ENTRY = "tfcaf"
 MAX_INTERMEDIATE = 1 << 22  # elements of any traced intermediate at the check batch size
+# Rows of one training call when the run is not known (`credo qllm check`, `credo qllm generate`):
+# 64 episodes (QLLM's batch_size) x 256 steps, more than the shipped presets use (LBF 64 x 51 rows,
+# SMAX 32 x (episode limit + 1)). The trainer checks the exact sizes it traces.
+DEFAULT_BATCH_ROWS = 64 * 256
+# At the training batch size an intermediate may hold this many elements per row (64 KiB of
+# float32), and MAX_INTERMEDIATE whatever the batch; a [B, B] array at thousands of rows is far above.
+MAX_ELEMENTS_PER_ROW = 1 << 14
+# The traced program at the training batch size may have at most 2x + this many operations of the
+# one at the small check batch: more means it grows with the batch (a Python loop over rows).
+TRACE_OPS_SLACK = 64
+TRACE_TIME_LIMIT = 10.0  # seconds to trace at one training batch size (training traces it again)
+# The values at the training batch size are computed on at most this many input elements per
+# array (rows x (n_agents + state_dim)); a larger batch is checked on as many rows as fit.
+MAX_RUN_ELEMENTS = 1 << 24
 MEMORY_LIMIT = 2 << 30  # bytes of address space the worker may use
 TIME_LIMIT = 60.0  # seconds for all runtime checks, JAX start-up included
 # RLIMIT_CPU = time limit + this: the wall clock, which this process enforces, comes first for a
@@ -47,6 +74,9 @@ WORKER_CHECKS = [
     "finite on extreme inputs",
     "finite gradients",
     "depends on agent_qs",
+    "traces at the training batch size",
+    "memory at the training batch size",
+    "correct at the training batch size",
     "monotone in every Q_i (IGM)",
 ]
 
@@ -99,10 +129,25 @@ def check_tfcaf(
     igm: bool = True,
     states=None,
     time_limit: float = TIME_LIMIT,
+    batch_rows: int | Sequence[int] | None = None,
 ) -> CheckReport:
-    """Runs every check on ``source``; ``states`` (``[N, state_dim]``, optional) are real env states to test on."""
+    """Runs every check on ``source``; ``states`` (``[N, state_dim]``, optional) are real env states to test on.
+
+    ``batch_rows``: the rows of one call in training (``batch_size`` x episode steps), or several
+    such sizes, checked together with twice the largest; ``None`` means ``DEFAULT_BATCH_ROWS``.
+    Never raises for any ``source``: every problem is a failed check.
+    """
     from credo.llm.sandbox import SandboxRejection, check_source, strip_redundant_imports
 
+    if not isinstance(source, str):
+        why = f"the code must be text (a Python source string), not {type(source).__name__}"
+        return CheckReport(checks=[Check("whitelist", False, why)])
+    if batch_rows is None:
+        rows = [DEFAULT_BATCH_ROWS]
+    else:
+        rows = sorted({int(r) for r in (batch_rows if hasattr(batch_rows, "__iter__") else [batch_rows])})
+    if not rows or rows[0] < 1:
+        raise ValueError(f"batch_rows must be positive numbers of rows, got {batch_rows!r}")
     source, dropped = strip_redundant_imports(source)
     report = CheckReport(notes=[f"dropped the redundant line {d.strip()!r}" for d in dropped], source=source)
     try:
@@ -116,6 +161,7 @@ def check_tfcaf(
         "n_agents": int(n_agents),
         "state_dim": int(state_dim),
         "igm": bool(igm),
+        "batch_rows": rows,
         "states": None if states is None else [[float(x) for x in row] for row in states],
     }
     report.checks += _run_worker(payload, time_limit)
@@ -205,6 +251,42 @@ def _avals(jaxpr):
                     yield from _avals(inner)
 
 
+class _Deadline(BaseException):  # not an Exception: no handler in JAX may take it for the code's error
+    pass
+
+
+class _deadline:
+    """Interrupts the block after ``seconds`` of wall-clock time with ``_Deadline`` (main thread, POSIX)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def __enter__(self):
+        def expire(signum, frame):
+            raise _Deadline
+
+        self.previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.previous)
+        return False
+
+
+def _count_ops(jaxpr) -> int:
+    """Equations of a jaxpr, those of its sub-jaxprs (scan, cond, pjit bodies) included."""
+    n = 0
+    for eqn in jaxpr.eqns:
+        n += 1
+        for p in eqn.params.values():
+            for sub in p if isinstance(p, list | tuple) else [p]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    n += _count_ops(inner)
+    return n
+
+
 def _worker(payload: dict):
     """Yields one Check per runtime check, stopping at the first failure."""
     import jax
@@ -238,6 +320,7 @@ def _worker(payload: dict):
     yield Check("traces with jax", True)
 
     sizes = [int(np.prod(a.shape)) for a in _avals(closed.jaxpr) if hasattr(a, "shape")]
+    ops_small = _count_ops(closed.jaxpr)
     if sizes and max(sizes) > MAX_INTERMEDIATE:
         yield Check(
             "memory",
@@ -359,6 +442,11 @@ def _worker(payload: dict):
         return
     yield Check("depends on agent_qs", True)
 
+    at_training_size = yield from _at_training_size(fn, payload, B, ops_small, states_like)
+    if at_training_size is None:
+        return
+    grads.update(at_training_size)
+
     if not igm:
         yield Check("monotone in every Q_i (IGM)", True, "not required (IGM gate gamma = 0)")
         return
@@ -371,7 +459,149 @@ def _worker(payload: dict):
                 f"dQ_tot/dQ_i = {worst:.3g} < 0 with {case}; with gamma = 1 every weight on Q_i must be non-negative (use jnp.abs, softmax or exp of the weights)",
             )
             return
-    yield Check("monotone in every Q_i (IGM)", True, "dQ_tot/dQ_i >= 0 on every input set")
+    yield Check(
+        "monotone in every Q_i (IGM)",
+        True,
+        "dQ_tot/dQ_i >= 0 on every input set, at the training batch size too",
+    )
+
+
+def _at_training_size(fn, payload: dict, small: int, ops_small: int, states_like):
+    """The checks at the batch sizes of training (``batch_rows``) and twice the largest; see the module docstring.
+
+    Returns ``dQ_tot/dQ`` of each input set (for the IGM check, which comes last), None after a failure.
+    """
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    n, s_dim = payload["n_agents"], payload["state_dim"]
+    sizes = sorted(set(payload["batch_rows"]))
+    top = sizes[-1]
+    shown = ", ".join(f"{b:,}" for b in sizes)
+    name = "traces at the training batch size"
+    traced = {}
+    for b in [*sizes, 2 * top]:
+        what = f"{b:,} rows" + (
+            " (twice the training batch size)" if b == 2 * top else " (the training batch size)"
+        )
+        spec = (jax.ShapeDtypeStruct((b, n), jnp.float32), jax.ShapeDtypeStruct((b, s_dim), jnp.float32))
+        start = time.perf_counter()
+        try:
+            with _deadline(TRACE_TIME_LIMIT):
+                closed = jax.make_jaxpr(fn)(*spec)
+        except _Deadline:
+            closed = None
+        except Exception as err:  # noqa: BLE001 - any error of the code is a rejection
+            yield Check(name, False, f"calling tfcaf on {what} raised {_first_line(err)}")
+            return
+        seconds = time.perf_counter() - start
+        if closed is None or seconds > TRACE_TIME_LIMIT:
+            yield Check(
+                name,
+                False,
+                f"tracing tfcaf on {what} took {'over ' if closed is None else ''}{seconds:.0f} s (limit "
+                f"{TRACE_TIME_LIMIT:g} s): a Python loop over the rows of the batch?",
+            )
+            return
+        out = closed.out_avals[0] if len(closed.out_avals) == 1 else None
+        shape = getattr(out, "shape", None)
+        if shape not in ((b,), (b, 1)) or not jnp.issubdtype(getattr(out, "dtype", jnp.int32), jnp.floating):
+            got = "several outputs" if out is None else f"{shape} {getattr(out, 'dtype', '')}"
+            yield Check(
+                name,
+                False,
+                f"must return a float array of shape [B] (or [B, 1]); for B = {b:,} it returned {got}",
+            )
+            return
+        ops = _count_ops(closed.jaxpr)
+        if ops > 2 * ops_small + TRACE_OPS_SLACK:
+            yield Check(
+                name,
+                False,
+                f"the traced program has {ops:,} operations for {what} but {ops_small:,} for {small}: it grows with "
+                "the batch (a Python loop over rows, or code that depends on the batch size?); use jnp operations "
+                "on whole columns",
+            )
+            return
+        avals = [int(np.prod(a.shape)) for a in _avals(closed.jaxpr) if hasattr(a, "shape")]
+        traced[b] = (max(avals, default=0), sum(avals), seconds)
+    took = sum(t[2] for t in traced.values())
+    yield Check(name, True, f"{shown} and {2 * top:,} rows in {took:.1f} s")
+
+    name = "memory at the training batch size"
+    (big1, total1, _), (big2, total2, _) = traced[top], traced[2 * top]
+    if big2 > 2 * big1 + 1024 or total2 > 2 * total1 + 1024:
+        largest = big2 > 2 * big1 + 1024
+        yield Check(
+            name,
+            False,
+            f"memory grows faster than the batch: {'the largest intermediate' if largest else 'all intermediates together'} "
+            f"{'has' if largest else 'have'} {(big1 if largest else total1):,} elements at {top:,} rows and "
+            f"{(big2 if largest else total2):,} at {2 * top:,} (an array of shape [B, B] or larger?); "
+            "treat each row on its own",
+        )
+        return
+    for b in sizes:
+        limit = max(MAX_INTERMEDIATE, b * MAX_ELEMENTS_PER_ROW)
+        if traced[b][0] > limit:
+            yield Check(
+                name,
+                False,
+                f"an intermediate array has {traced[b][0]:,} elements at the training batch size of {b:,} rows; "
+                f"the limit is {limit:,} ({MAX_ELEMENTS_PER_ROW:,} per row)",
+            )
+            return
+    yield Check(name, True, f"largest intermediate {big1:,} elements at {top:,} rows, linear in the batch")
+
+    name = "correct at the training batch size"
+
+    def q_tot(q, s):
+        return fn(q, s).reshape(q.shape[0])
+
+    @jax.jit
+    def run(q, s):  # one compilation per size: the outputs, dQ_tot/dQ, and the last row's gradient
+        out, vjp = jax.vjp(q_tot, q, s)
+        last = vjp(jnp.zeros_like(out).at[-1].set(1.0))
+        return out, vjp(jnp.ones_like(out))[0], last
+
+    finite = lambda x: jnp.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)  # noqa: E731
+    rng, grads = np.random.default_rng(1), {}
+    fit = max(1, MAX_RUN_ELEMENTS // max(1, n + s_dim))
+    for rows in sizes:
+        m = min(rows, fit)
+        where = f"at {m:,} rows" + ("" if m == rows else f" (as many as fit of the {rows:,} of training)")
+        cases = {
+            "Q ~ N(0, 1), env-like states": (rng.normal(size=(m, n)), states_like(m)),
+            "Q = +-1000, env-like states": (rng.choice([-1e3, 1e3], (m, n)), states_like(m)),
+            "Q = 0, state = 0": (np.zeros((m, n)), np.zeros((m, s_dim))),
+        }
+        for case, (q, s) in cases.items():
+            q, s = jnp.asarray(q, jnp.float32), jnp.asarray(s, jnp.float32)
+            try:
+                out, g, (gq, gs) = run(q, s)
+            except Exception as err:  # noqa: BLE001
+                yield Check(name, False, f"{where} with {case} it raised {_first_line(err)}")
+                return
+            out, g = np.asarray(out), np.asarray(g)
+            if not np.all(np.isfinite(out)):
+                yield Check(
+                    name, False, f"{where} with {case} it returned NaN or inf (it does not at small batches)"
+                )
+                return
+            if not np.all(np.isfinite(g)):
+                yield Check(
+                    name, False, f"{where} dQ_tot/dQ_i is NaN or inf with {case} (it is not at small batches)"
+                )
+                return
+            grads[f"{case} {where}"] = g
+            if m > 1 and float(jnp.abs(finite(gq[:-1])).max() + jnp.abs(finite(gs[:-1])).max()) > 0.0:
+                yield Check(name, False, f"{where} q_tot of one batch row depends on the other rows ({case})")
+                return
+    yield Check(name, True, f"finite, rows independent at {shown} rows")
+    return grads
 
 
 def _worker_main() -> int:

@@ -2,11 +2,13 @@
 
 One round: the coder writes K candidates for the task; each goes through the
 checks of ``credo.qllm.checks``; a rejected candidate goes back to the coder
-with the rejection's one-line reason, up to ``retries`` times; the evaluator
-sees only the candidates that passed, picks one and gives one sentence of
-advice, which the next round's coder prompt carries together with the pick. The
-result is the last pick. If no candidate ever passes, the result says so with
-every reason, and no TFCAF is produced.
+with the rejection's one-line reason, up to ``retries`` times (a check that
+crashes on a candidate rejects it, with the error as the reason: no reply of
+the coder can end the loop); the evaluator sees only the candidates that
+passed, picks one and gives one sentence of advice, which the next round's
+coder prompt carries together with the pick. The result is the last pick. If
+no candidate ever passes, the result says so with every reason, and no TFCAF is
+produced.
 
 The IGM gate gamma is the user's, or the coder LLM's answer to a yes/no question
 about the task (1 when its reply cannot be read: monotone mixing is the safe
@@ -241,12 +243,7 @@ def run_qllm(
         for k, reply in enumerate(replies):
             cand, conversation = Candidate(k), [*prompt, {"role": "assistant", "content": reply}]
             for attempt in range(retries + 1):
-                code = extract_code(reply)
-                report = (
-                    check(code, n_agents, state_dim, igm=bool(gamma), states=states)
-                    if code
-                    else _no_code_report()
-                )
+                code, report = _check_reply(reply, check, n_agents, state_dim, gamma, states)
                 cand.attempts.append(Attempt(reply, report.source or code, report.to_dict()))
                 log(
                     f"round {r + 1} candidate {k + 1} try {attempt + 1}: "
@@ -293,6 +290,26 @@ def run_qllm(
         rnd.seconds = time.perf_counter() - start
         history.append(rnd)
     return QLLMResult(gamma, gamma_note, history, chosen)
+
+
+def _check_reply(reply, check, n_agents: int, state_dim: int, gamma: int, states) -> tuple[str, CheckReport]:
+    """(code, report) for one reply of the coder. Never raises for anything in the reply: a check
+    that crashes on a candidate rejects that candidate (with the error as the reason), the loop goes on."""
+    from credo.qllm.checks import Check
+
+    code = ""
+    try:
+        code = extract_code(reply) if isinstance(reply, str) else ""
+        if not code:
+            return code, _no_code_report()
+        report = check(code, n_agents, state_dim, igm=bool(gamma), states=states)
+        if not isinstance(report, CheckReport):
+            raise TypeError(f"the check returned {type(report).__name__}, not a CheckReport")
+        return code, report
+    except Exception as err:  # noqa: BLE001 - KeyboardInterrupt and the like still end the run
+        text = (str(err).strip().splitlines() or [""])[0][:300]
+        why = f"the checks crashed on this code ({type(err).__name__}{': ' + text if text else ''}): write simpler code"
+        return code, CheckReport(checks=[Check("checks", False, why)], source=code)
 
 
 def _no_code_report() -> CheckReport:
