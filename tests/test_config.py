@@ -593,7 +593,9 @@ def test_tuned_layer_gives_each_algorithm_its_sources_settings_on_lbf():
     from credo.cli import config_files
 
     def cfg(algo, env, *overrides):
-        return load_config(ValueConfig, config_files(algo, env), list(overrides), base={"algo": algo, "env": env})
+        return load_config(
+            ValueConfig, config_files(algo, env), list(overrides), base={"algo": algo, "env": env}
+        )
 
     lbf = "lbf:Foraging-8x8-2p-3f-v3"
     iql = cfg("iql", lbf)
