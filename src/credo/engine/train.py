@@ -12,8 +12,11 @@ episodes collected in Python around jitted ``act`` and update functions.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import sys
+import threading
 import time
 from typing import NamedTuple
 
@@ -276,7 +279,8 @@ class Trainer:
             }
         run_dir.start(cfg, meta["chunk"], len(meta["evals"]), len(self.seeds))
         try:
-            return self._run(run_dir, state, meta, max_chunks, progress)
+            with _stop_after_chunk() as self._stop_requested:
+                return self._run(run_dir, state, meta, max_chunks, progress)
         finally:
             run_dir.close()
 
@@ -327,13 +331,23 @@ class Trainer:
                     self.save(run_dir, dev, meta)
                     bar.close()
                     return None
+                if self._stop_requested():  # Ctrl-C or SIGTERM: the chunk finished, its state is whole
+                    bar.close()
+                    self.save(run_dir, dev, meta)
+                    print(
+                        f"\ninterrupted: saved {run_dir.path / CHECKPOINT} at {int(steps.min()):,} env steps; "
+                        f"continue with: credo train --resume {run_dir.path}",
+                        file=sys.stderr,
+                    )
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             bar.close()
-            self.save(run_dir, dev, meta)
-            print(
-                f"\ninterrupted: saved {run_dir.path / CHECKPOINT}; continue with: credo train --resume {run_dir.path}",
-                file=sys.stderr,
-            )
+            if not self._stop_requested():  # a second Ctrl-C abandoned the chunk: its state was donated to it
+                print(
+                    f"\ninterrupted inside a chunk: nothing saved; the last checkpoint is {run_dir.path / CHECKPOINT} "
+                    f"(if any); continue with: credo train --resume {run_dir.path}",
+                    file=sys.stderr,
+                )
             raise
         bar.close()
         if not meta["evals"] or meta["evals"][-1]["chunk"] != meta["chunk"]:
@@ -410,6 +424,40 @@ class Trainer:
 
     def load(self, run_dir: RunDir) -> tuple[TrainState, dict]:
         return load_checkpoint(run_dir.path / CHECKPOINT, jax.eval_shape(self.init_state))
+
+
+@contextlib.contextmanager
+def _stop_after_chunk():
+    """While training, the first Ctrl-C or SIGTERM asks for a stop after the chunk in progress.
+
+    The chunk's input state is donated to it (its buffers are reused for the output), so an
+    exception raised inside it would leave nothing to save. The first signal sets a flag the loop
+    checks after each chunk (it then saves and stops); a second Ctrl-C raises at once and abandons
+    the chunk, keeping the last checkpoint. Yields the flag's reader; off the main thread (where
+    handlers cannot be installed) signals keep their default behaviour.
+    """
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested.is_set
+        return
+
+    def handler(signum, frame):
+        if requested.is_set() and signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, previous[signal.SIGINT])
+            raise KeyboardInterrupt
+        requested.set()
+        print("\nstopping after this chunk to save it (Ctrl-C again to abandon it)", file=sys.stderr)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue  # ignored on purpose (nohup, a worker that must not be interrupted): keep it so
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield requested.is_set
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _per_iteration(values) -> np.ndarray:
