@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from test_ppo import small as ppo_small
 
 import credo.envs as envs
 from credo.algos import PPOConfig
@@ -27,11 +28,7 @@ MATRIX = "matrix:climbing"
 
 
 def small(algo="mappo-dg", env=LBF, **kw):
-    base = dict(
-        algo=algo, env=env, total_env_steps=2000, log_interval=500, test_interval=1000, test_episodes=4
-    )
-    base.update(kw)
-    return PPOConfig(**base)
+    return ppo_small(algo, env, **kw)  # test_ppo's small config, with DG as the default learner
 
 
 # --- world model forms --------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import numpy as np
 import pytest
+from credo_cli import run_credo
 
 from credo.config import (
     ConfigError,
@@ -256,14 +257,7 @@ def test_a_saved_config_out_of_range_is_refused_on_load(tmp_path):
 
 
 def _credo(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "credo.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env={**os.environ, "CREDO_COMPILATION_CACHE": "0"},
-    )
+    return run_credo(*args, cwd=cwd, timeout=timeout)
 
 
 def _assert_one_line_error(out: subprocess.CompletedProcess, *names: str) -> None:

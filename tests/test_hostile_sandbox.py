@@ -18,6 +18,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import pytest
+from credo_cli import run_credo
 
 from credo.llm.base import LLM, Backend
 from credo.llm.sandbox import MAX_DEPTH, SandboxRejection, check_source
@@ -43,14 +44,7 @@ NAN_WHEN_LARGE = gated("q = q * jnp.log(q * 0.0 - 1.0)")  # log(-1): NaN
 
 
 def _credo(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "credo.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env={**os.environ, "CREDO_COMPILATION_CACHE": "0"},
-    )
+    return run_credo(*args, cwd=cwd, timeout=timeout)
 
 
 def _failed(report):
