@@ -23,7 +23,7 @@ from credo.algos.value import ValueConfig
 from credo.config import ConfigError, load_config
 from credo.engine import loggers, metadata
 from credo.engine.rundir import RunDir
-from credo.engine.train import CHECKPOINT, Trainer
+from credo.engine.train import Trainer
 
 SEEDS, TEST_EPISODES = 2, 5
 
@@ -64,11 +64,17 @@ def run(tmp_path_factory):
         tr = Trainer(cfg)  # one trainer throughout: its compiled chunks are reused
         rd = RunDir.create(cfg, base, "run")
         assert tr.run(rd, max_chunks=2, progress=False) is None
-        checkpoint = (rd.path / CHECKPOINT).read_bytes()  # at chunk 2
+        # The checkpoint at chunk 2: last.npz and its replay buffer (the params snapshots stay as
+        # a crash would leave them, ahead of it).
+        saved = {p.name: p.read_bytes() for p in (rd.path / "checkpoints").glob("*.npz")}
+        assert sorted(saved) == ["buffer-00000002.npz", "last.npz"]
         state, meta = tr.load(rd)
         assert tr.run(rd, state, meta, max_chunks=2, progress=False) is None  # chunks 3, 4, eval 1
         rows_before_crash = [len(rd.rows(i)) for i in range(SEEDS)]
-        (rd.path / CHECKPOINT).write_bytes(checkpoint)  # "crashed" before chunk 4's checkpoint
+        for p in (rd.path / "checkpoints").glob("*.npz"):  # "crashed" before chunk 4's checkpoint
+            p.unlink()
+        for name, data in saved.items():
+            (rd.path / "checkpoints" / name).write_bytes(data)
         state, meta = tr.load(rd)
         summary = tr.run(rd, state, meta, progress=False)
         yield rd, summary, rows_before_crash

@@ -96,19 +96,93 @@ def _print_summary(summary: dict, path) -> None:
 
 
 def load_run_config(run_dir, overrides=()):
-    """The config of an existing run directory, as the class its algorithm uses."""
+    """The config of an existing run directory, as the class its algorithm uses.
+
+    A missing, unreadable or hand-damaged ``config.yaml`` is a one-line ValueError naming the file
+    (and line) and what to do, never a YAML traceback.
+    """
     from pathlib import Path
 
     import yaml
 
     from credo.algos import config_class
-    from credo.config import load_config
+    from credo.config import ConfigError, load_config
 
-    path = Path(run_dir) / "config.yaml"
+    run, path = Path(run_dir), Path(run_dir) / "config.yaml"
+    if not run.is_dir():
+        raise ValueError(
+            f"{run} is not a run directory ({'a file' if run.exists() else 'it does not exist'})."
+        )
     if not path.exists():
-        raise ValueError(f"{Path(run_dir)} is not a run directory (no config.yaml).")
-    algo = (yaml.safe_load(path.read_text()) or {}).get("algo", "")
-    return load_config(config_class(algo), [path], list(overrides))
+        raise ValueError(f"{run} is not a run directory (no config.yaml).")
+    fix = f"{path} is the run's resolved config, written when it started: repair it, or start a new run"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path} cannot be read ({first}); {fix}.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("algo"), str):
+        raise ValueError(f"{path} does not hold a config (no 'algo: NAME' mapping at its top level); {fix}.")
+    if data["algo"] not in ALGORITHMS:
+        raise ValueError(f"{path} names an unknown algorithm {data['algo']!r}; {fix}.")
+    try:
+        return load_config(config_class(data["algo"]), [path], list(overrides))
+    except ConfigError as err:
+        if any(str(err).startswith(p) for p in ("--set", "override")):
+            raise
+        raise ValueError(f"{err} ({fix})") from None
+
+
+# Settings a resumed run may change: when and how it evaluates, logs and saves, and its budget.
+# Anything else would make it a different experiment than the one its checkpoint continues.
+RESUME_SAFE_FIELDS = (
+    "total_env_steps",
+    "test_interval",
+    "test_episodes",
+    "log_interval",
+    "save_interval",
+    "keep_snapshots",
+    "logger",
+)
+
+
+def _resume_config(args):
+    """The config of ``--resume``'s run with the changes ``--steps`` / ``--set`` may make to it.
+
+    ALGO and ENV, if given, must be the run's. ``--seeds``, ``--name`` and fields outside
+    ``RESUME_SAFE_FIELDS`` would change the experiment or its place and are refused. Returns
+    ``(cfg, changed)``, ``changed`` naming the fields that differ from the run's config.yaml.
+    """
+    from credo.config import to_dict
+
+    cfg = load_run_config(args.resume)
+    for given, name in ((args.algo, "algo"), (args.env, "env")):
+        if given is not None and given != getattr(cfg, name):
+            raise ValueError(
+                f"--resume {args.resume} continues a {cfg.algo} run on {cfg.env}; {name.upper()} "
+                f"{given!r} differs. Leave ALGO and ENV out to resume, or start a new run without --resume."
+            )
+    if args.seeds is not None and args.seeds != getattr(cfg, "seeds", args.seeds):
+        raise ValueError(
+            f"--resume keeps the run's {cfg.seeds} seed(s); --seeds {args.seeds} would need a new run "
+            "(seeds are trained together, in one state)."
+        )
+    if args.name is not None:
+        raise ValueError("--name names a new run directory; with --resume the run directory is RUN_DIR.")
+    overrides = list(args.set) + ([f"total_env_steps={args.steps}"] if args.steps is not None else [])
+    if not overrides:
+        return cfg, []
+    new = load_run_config(args.resume, overrides)
+    before, after = to_dict(cfg), to_dict(new)
+    changed = [k for k in after if after[k] != before.get(k)]
+    unsafe = [k for k in changed if k not in RESUME_SAFE_FIELDS]
+    if unsafe:
+        raise ValueError(
+            f"--resume continues {args.resume} as it was configured; changing {', '.join(unsafe)} would "
+            f"make it a different experiment. A resumed run may change only {', '.join(RESUME_SAFE_FIELDS)} "
+            "(--steps sets total_env_steps); start a new run for other settings."
+        )
+    return new, changed
 
 
 def _check_new_run_dir(args) -> None:
@@ -125,6 +199,7 @@ def cmd_train(args) -> int:
         _check_new_run_dir(args)
     from credo.algos import config_class
     from credo.config import load_config
+    from credo.engine import resources
     from credo.engine.rundir import RunDir
     from credo.engine.train import Trainer
     from credo.ricl.ricol import RICOL_ALGOS
@@ -132,14 +207,9 @@ def cmd_train(args) -> int:
     if (args.resume and load_run_config(args.resume).algo in RICOL_ALGOS) or (args.algo in RICOL_ALGOS):
         return cmd_train_ricol(args)
     if args.resume:
-        run_dir = RunDir(args.resume)
-        cfg = load_run_config(run_dir.path)
-        trainer = Trainer(cfg)
-        state, meta = trainer.load(run_dir)
-        print(
-            f"resuming {run_dir.path} at {min(meta['evals'][-1]['env_steps']) if meta['evals'] else 0} env steps"
-        )
-        summary = trainer.run(run_dir, state, meta, progress=not args.no_progress)
+        run_dir, summary = RunDir(args.resume), _resume(args)
+        if summary is None:
+            return 0
     else:
         if not args.algo or not args.env:
             raise ValueError("credo train needs ALGO and ENV (or --resume RUN_DIR).")
@@ -155,6 +225,9 @@ def cmd_train(args) -> int:
             base={"algo": args.algo, "env": args.env},
         )
         trainer = Trainer(cfg)
+        resources.warn(
+            trainer.check_resources(args.out)
+        )  # a run that cannot fit fails before its directory exists
         run_dir = RunDir.create(cfg, base=args.out, name=args.name)
         print(
             f"{cfg.algo} on {cfg.env}: {cfg.seeds} seed(s), {cfg.total_env_steps:,} env steps each -> {run_dir.path}"
@@ -166,6 +239,53 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _resume(args) -> dict | None:
+    """``credo train --resume RUN_DIR [--steps N] [--set SAFE=...]``: continues the run; returns its
+    summary, or None when there was nothing to train (a finished run and no larger ``--steps``).
+
+    A run stopped before its first checkpoint starts again from the beginning in the same
+    directory (its rows are dropped): the obvious way, rather than deleting it by hand.
+    """
+    import numpy as np
+
+    from credo.config import save_config
+    from credo.engine import resources
+    from credo.engine.rundir import RunDir
+    from credo.engine.train import CHECKPOINT, Trainer
+
+    run_dir = RunDir(args.resume)
+    cfg, changed = _resume_config(args)
+    trainer = Trainer(cfg)
+    if not (run_dir.path / CHECKPOINT).is_file():
+        resources.warn(trainer.check_resources(run_dir.path / "checkpoints"))
+        if changed:
+            save_config(cfg, run_dir.path / "config.yaml")
+        print(
+            f"{run_dir.path} has no checkpoint yet (it stopped before the first, due at "
+            f"{cfg.save_interval:,} env steps): starting it again from the beginning"
+        )
+        return trainer.run(run_dir, progress=not args.no_progress)
+    state, meta = trainer.load(run_dir)
+    done = int(np.min(np.asarray(state.env_steps)))
+    if "total_env_steps" in changed and cfg.total_env_steps <= done:
+        raise ValueError(
+            f"{run_dir.path} has trained {done:,} env steps per seed; --steps {cfg.total_env_steps:,} would not "
+            "extend it. Give a larger budget."
+        )
+    if done >= cfg.total_env_steps:
+        print(
+            f"{run_dir.path} has finished its budget of {cfg.total_env_steps:,} env steps; to train it longer, "
+            "add --steps N with N above that."
+        )
+        return None
+    if changed:
+        save_config(cfg, run_dir.path / "config.yaml")
+        (run_dir.path / "summary.json").unlink(missing_ok=True)  # the run is unfinished again
+        print(f"  changed: {', '.join(f'{k} = {getattr(cfg, k)}' for k in changed)}")
+    print(f"resuming {run_dir.path} from its checkpoint at {done:,} env steps (chunk {meta['chunk']})")
+    return trainer.run(run_dir, state, meta, progress=not args.no_progress)
+
+
 def cmd_train_ricol(args) -> int:
     """``credo train ricol|rwr|reflexion ENV``: LLM policies on text envs (no JAX engine)."""
     from credo.config import load_config
@@ -175,6 +295,11 @@ def cmd_train_ricol(args) -> int:
     if args.resume:
         run_dir = RunDir(args.resume)
         cfg = load_run_config(run_dir.path)
+        if args.set or args.steps is not None or args.seeds is not None or args.name is not None:
+            raise ValueError(
+                f"--resume continues the {cfg.algo} run {run_dir.path} as it was configured; --steps, --seeds, "
+                "--set and --name cannot change it. Start a new run for other settings."
+            )
         print(f"resuming {run_dir.path}")
     else:
         if not args.env:
@@ -267,11 +392,29 @@ def cmd_eval(args) -> int:
     overrides = [f"test_episodes={args.episodes}"] if args.episodes is not None else []
     cfg = load_run_config(run_dir.path, overrides)
     trainer = Trainer(cfg)
-    state, meta = trainer.load(run_dir)
-    result = trainer.evaluate(trainer.to_devices(state.learner.params), index=10**6)
+    if args.snapshot == "last":
+        state, _ = trainer.load(run_dir, with_buffer=False)  # the replay buffer is not needed to act
+        params, where = (
+            state.learner.params,
+            f"checkpoint at {np.asarray(state.env_steps).tolist()} env steps",
+        )
+    else:
+        import jax
+
+        from credo.engine.checkpoint import load_checkpoint
+        from credo.engine.snapshots import snapshot_path
+
+        path = snapshot_path(run_dir.path, args.snapshot)
+        template = jax.eval_shape(trainer.init_state).learner.params
+        params, meta = load_checkpoint(
+            path, template, what="parameter snapshot", fix="evaluate another snapshot"
+        )
+        where = f"snapshot {path.stem} (evaluation {meta['eval_index']}, {meta['env_steps']} env steps)"
+    result = trainer.evaluate(trainer.to_devices(params), index=10**6)
     returns = np.asarray(result.returns).mean(1)
     print(
-        f"{cfg.algo} on {cfg.env}, checkpoint at {np.asarray(state.env_steps).tolist()} env steps, {cfg.test_episodes} {'greedy' if trainer.eval_greedy else 'sampled'} episodes per seed"
+        f"{cfg.algo} on {cfg.env}, {where}, {cfg.test_episodes} "
+        f"{'greedy' if trainer.eval_greedy else 'sampled'} episodes per seed"
     )
     for seed, r, w in zip(trainer.seeds, returns, np.asarray(result.won).mean(1)):
         print(f"  seed {seed}: test return {r:.3f}" + (f", win rate {w:.1%}" if trainer.with_won else ""))
@@ -451,6 +594,10 @@ def cmd_qllm_generate(args) -> int:
     load_s = time.perf_counter() - t0
     print(f"  model {llm.model} ready in {load_s:.1f} s")
     task = describe_env(env)
+    from credo.qllm.loop import constraint_for_backend
+
+    constraint = constraint_for_backend(args.grammar, llm, env)
+    print(f"  constrained decoding: {'on (TFCAF grammar)' if constraint else 'off'}")
     result = run_qllm(
         llm,
         llm,
@@ -466,6 +613,7 @@ def cmd_qllm_generate(args) -> int:
         max_tokens=args.max_tokens,
         seed=args.seed,
         log=lambda line: print("  " + line, flush=True),
+        constraint=constraint,
     )
     took = time.perf_counter() - t0
     doc = {
@@ -477,8 +625,9 @@ def cmd_qllm_generate(args) -> int:
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "settings": {
             k: getattr(args, k)
-            for k in ("candidates", "rounds", "retries", "temperature", "max_tokens", "seed")
+            for k in ("candidates", "rounds", "retries", "temperature", "max_tokens", "seed", "grammar")
         },
+        "constrained": constraint is not None,
         "task": task,
         "seconds": round(took, 1),
         "model_load_seconds": round(load_s, 1),
@@ -598,10 +747,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser(
-        "eval", help="evaluation of a run's last checkpoint (greedy unless the run set test_greedy=false)"
+        "eval",
+        help="evaluation of a run's checkpoint or snapshot (greedy unless the run set test_greedy=false)",
     )
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=_count, help="episodes per seed (default: the run's test_episodes)")
+    e.add_argument(
+        "--snapshot",
+        default="last",
+        metavar="WHICH",
+        help="parameters to evaluate: last (the training checkpoint, default), best (each seed's best "
+        "evaluation), latest, or eval-N (snapshots in RUN_DIR/checkpoints/params)",
+    )
     e.set_defaults(func=cmd_eval)
     sub.add_parser("list", help="registered envs with their agent/obs/state/action sizes").set_defaults(
         func=cmd_list
@@ -654,6 +811,12 @@ def build_parser() -> argparse.ArgumentParser:
     qg.add_argument("--max-tokens", type=int, default=400, help="tokens per candidate")
     qg.add_argument("--seed", type=int, default=0, help="sampling seed (part of the cache key)")
     qg.add_argument("--out", help="artifact path (default runs/qllm-ENV-TIME/tfcaf.json)")
+    qg.add_argument(
+        "--grammar",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="decode under the TFCAF grammar (auto: local backend, or a server named by $CREDO_LLM_GRAMMAR_FIELD)",
+    )
     qg.add_argument(
         "--cache", help="response cache directory (default $CREDO_LLM_CACHE or ~/.cache/credo/llm)"
     )

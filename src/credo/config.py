@@ -43,6 +43,7 @@ import functools
 import inspect
 import io
 import math
+import os
 import re
 import textwrap
 import tokenize
@@ -995,10 +996,19 @@ def to_dict(cfg) -> dict[str, Any]:
 
 
 def save_config(cfg, path: str | Path) -> Path:
-    """Writes ``to_dict(cfg)`` as YAML (fields in declaration order); ``load_config`` reads it back."""
+    """Writes ``to_dict(cfg)`` as YAML (fields in declaration order); ``load_config`` reads it back.
+
+    Atomically (a temporary file, then a rename): a run's config.yaml, rewritten when a resume
+    extends its budget, is never left half-written.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_yaml_text(to_dict(cfg)), encoding="utf-8")
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(_yaml_text(to_dict(cfg)), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import jax.numpy as jnp
 
-from credo.config import PositiveInt, Range, UnitInterval
+from credo.config import NonNegativeInt, PositiveInt, Range, UnitInterval
 from credo.engine.limits import (
     ENV_STEPS_WHY,
     MAX_ENV_STEPS,
@@ -54,6 +54,7 @@ class RunConfig:
     save_interval: PositiveInt = (
         200_000  # env steps between checkpoints (also saved at the end and on Ctrl-C)
     )
+    keep_snapshots: NonNegativeInt = 3  # parameters-only snapshots of the latest evaluations kept in checkpoints/params/ (0: none); best.npz, each seed's best evaluation, is always kept
     logger: list[LoggerName] = field(default_factory=list)  # copies of the metrics: csv, tensorboard, wandb
 
 

@@ -1,7 +1,12 @@
 """Atomic checkpoints of pytrees: one ``.npz`` written to a temporary name, then renamed.
 
-The tree structure is not stored: a run rebuilds its initial state from its
-config and fills the leaves in, so loading never unpickles anything.
+Each array is stored under its tree path (``learner/params/agent/params/fc1/kernel``), so a file
+can be read with ``numpy.load`` alone and a mismatch names the leaf. The tree structure itself is
+not stored: a run rebuilds its initial state from its config and fills the leaves in, so loading
+never unpickles anything. ``meta`` (JSON) rides along as the ``__meta__`` array.
+
+Format 2 (named leaves) replaced format 1 (``leaf_00000``, ``leaf_00001``, ... in tree order) on
+2026-12-02; format 1 files still load into the same trees.
 """
 
 from __future__ import annotations
@@ -10,10 +15,18 @@ import contextlib
 import errno
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import jax
 import numpy as np
+
+FORMAT = 2
+META = "__meta__"
+
+
+# What to do about a damaged training checkpoint, unless the caller knows better.
+RESTART_HINT = "move it away: `credo train --resume RUN_DIR` then starts the run again from the beginning"
 
 
 class CheckpointWriteError(OSError):
@@ -32,21 +45,39 @@ class CheckpointWriteError(OSError):
         return self.message
 
 
+class CheckpointReadError(ValueError):
+    """A checkpoint file that is missing, damaged or does not fit the run's config; the message says what to do."""
+
+
+def leaf_names(tree) -> list[str]:
+    """The tree path of every leaf, ``/``-joined (``learner/opt_state/1/0/mu/agent/params/wi``)."""
+
+    def part(key) -> str:
+        for attr in ("name", "key", "idx"):  # GetAttrKey, DictKey / FlattenedIndexKey, SequenceKey
+            if hasattr(key, attr):
+                return str(getattr(key, attr))
+        return str(key)
+
+    names = ["/".join(part(k) for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    if len(set(names)) != len(names) or META in names:
+        raise ValueError("two leaves of the tree have the same path; checkpoints need distinct names")
+    return names
+
+
 def save_checkpoint(path: str | Path, tree, meta: dict) -> Path:
-    """Writes ``tree``'s leaves and ``meta`` (JSON) to ``path`` atomically.
+    """Writes ``tree``'s leaves (named by their paths) and ``meta`` (JSON) to ``path`` atomically.
 
     Raises CheckpointWriteError if the write fails (a full disk, say); then the temporary file is
-    removed and ``path`` still holds the previous checkpoint.
+    removed and ``path`` still holds the previous checkpoint. Temporary files left by a process
+    killed while saving are removed first.
     """
     path = Path(path)
-    leaves = jax.tree.leaves(tree)
-    arrays = {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    arrays = {name: np.asarray(x) for name, x in zip(leaf_names(tree), jax.tree.leaves(tree))}
+    arrays[META] = np.frombuffer(json.dumps({**meta, "format": FORMAT}).encode(), np.uint8)
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in path.parent.glob(path.name + ".tmp-*"):  # left by a process killed while saving
-            stale.unlink(missing_ok=True)
+        remove_stale_temporaries(path.parent, path.name)
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -59,24 +90,89 @@ def save_checkpoint(path: str | Path, tree, meta: dict) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, template):
-    """Returns ``(tree, meta)``: ``template``'s structure with the saved leaves."""
+def remove_stale_temporaries(directory: str | Path, name: str = "*") -> None:
+    """Deletes ``<name>.tmp-<pid>`` files that processes killed while saving left in ``directory``."""
+    for stale in Path(directory).glob(name + ".tmp-*"):
+        if stale.is_file():
+            with contextlib.suppress(OSError):
+                stale.unlink(missing_ok=True)
+
+
+def read_meta(path: str | Path, *, what: str = "checkpoint", fix: str = "") -> dict:
+    """The JSON ``meta`` of a checkpoint, without reading its arrays (``what``, ``fix``: as for load_checkpoint)."""
+    with _open(Path(path), what, fix or RESTART_HINT) as data:
+        return _meta(Path(path), data, what, fix or RESTART_HINT)
+
+
+def load_checkpoint(path: str | Path, template, *, what: str = "checkpoint", fix: str = RESTART_HINT):
+    """Returns ``(tree, meta)``: ``template``'s structure with the saved leaves.
+
+    Raises CheckpointReadError, naming the file and the leaf, when the file is missing or damaged
+    or its arrays do not fit ``template`` (a config changed after the run started); ``what`` names
+    the file's role and ``fix`` what to do about a damaged one, in the message.
+    """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}.")
-    with np.load(path) as data:
-        meta = json.loads(bytes(data["__meta__"]).decode())
-        leaves, treedef = jax.tree.flatten(template)
-        saved = [data[f"leaf_{i:05d}"] for i in range(len(leaves))]
-        extra = [k for k in data.files if k.startswith("leaf_")]
-    if len(extra) != len(leaves):
-        raise ValueError(
-            f"checkpoint {path} holds {len(extra)} arrays but this config builds {len(leaves)}; "
-            "was the run's config.yaml changed after it was written?"
-        )
-    for i, (s, t) in enumerate(zip(saved, leaves)):
+    names, (leaves, treedef) = leaf_names(template), jax.tree.flatten(template)
+    with _open(path, what, fix) as data:
+        meta = _meta(path, data, what, fix)
+        if meta.get("format", 1) > FORMAT:
+            raise CheckpointReadError(
+                f"{path} was written by a newer credo (checkpoint format {meta['format']}); upgrade credo to read it."
+            )
+        stored = [k for k in data.files if k != META]
+        if meta.get("format", 1) == 1:  # leaf_00000, ... in the tree's order
+            names = [f"leaf_{i:05d}" for i in range(len(leaves))]
+        missing = [n for n in names if n not in data.files]
+        extra = [k for k in stored if k not in set(names)]
+        if missing or extra:
+            raise CheckpointReadError(
+                f"{path} holds {len(stored)} arrays but this config builds {len(names)}"
+                + (f" (missing {_few(missing)})" if missing else "")
+                + (f" (not in this config: {_few(extra)})" if extra else "")
+                + "; was the run's config.yaml changed after it was written?"
+            )
+        try:
+            saved = [data[n] for n in names]
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
+            raise _damaged(path, err, what, fix) from None
+    meta.pop("format", None)  # the caller gets the meta it saved
+    for name, s, t in zip(names, saved, leaves):
         if s.shape != np.shape(t):
-            raise ValueError(
-                f"checkpoint {path}: array {i} has shape {s.shape}, the config builds {np.shape(t)}."
+            raise CheckpointReadError(
+                f"{path}: array {name} has shape {s.shape}, the run's config builds {np.shape(t)}; "
+                "was the run's config.yaml changed after it was written?"
             )
     return jax.tree.unflatten(treedef, [jax.numpy.asarray(s) for s in saved]), meta
+
+
+@contextlib.contextmanager
+def _open(path: Path, what: str = "checkpoint", fix: str = RESTART_HINT):
+    if not path.is_file():
+        raise CheckpointReadError(f"no {what} at {path}.")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        raise _damaged(path, err, what, fix) from None
+    with data:
+        yield data
+
+
+def _meta(path: Path, data, what: str = "checkpoint", fix: str = RESTART_HINT) -> dict:
+    try:
+        meta = json.loads(bytes(data[META]).decode())
+    except (KeyError, ValueError, zipfile.BadZipFile, EOFError, OSError) as err:
+        raise _damaged(path, err, what, fix) from None
+    if not isinstance(meta, dict):
+        raise _damaged(path, ValueError("its metadata is not a JSON object"), what, fix)
+    return meta
+
+
+def _damaged(path: Path, err: BaseException, what: str, fix: str) -> CheckpointReadError:
+    reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    return CheckpointReadError(
+        f"{what} {path} is damaged and cannot be read ({reason}). Restore it from a copy, or {fix}."
+    )
+
+
+def _few(names: list[str], k: int = 3) -> str:
+    return ", ".join(names[:k]) + (f" and {len(names) - k} more" if len(names) > k else "")

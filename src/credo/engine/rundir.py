@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,31 @@ def check_out(base: str | Path) -> Path:
             "choose another --out."
         )
     return path
+
+
+def read_jsonl(path: Path) -> tuple[list[dict], int]:
+    """Rows of a JSONL file and how many half-written last lines were dropped (0 or 1).
+
+    Only the last non-empty line may be broken (a writer killed mid-line); a broken line
+    elsewhere raises ValueError naming the file and line.
+    """
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    numbered = [(n, s) for n, s in enumerate(lines, 1) if s.strip()]
+    rows, dropped = [], 0
+    for k, (n, s) in enumerate(numbered):
+        try:
+            row = json.loads(s)
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as err:
+            if k == len(numbered) - 1:
+                dropped += 1
+                continue
+            raise ValueError(
+                f"{path}:{n}: not a JSON row ({err}); only a half-written last line is skipped"
+            ) from err
+        rows.append(row)
+    return rows, dropped
 
 
 class RunDir:
@@ -145,23 +171,29 @@ class RunDir:
             lg.close()
 
     def rows(self, i: int) -> list[dict]:
+        """Seed ``i``'s metrics rows (a half-written last line, from a killed writer, left out)."""
         p = self.seed_file(i)
-        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()] if p.exists() else []
+        return read_jsonl(p)[0] if p.exists() else []
 
     def truncate_metrics(self, chunk: int, n_evals: int | None = None) -> None:
-        """Drops rows written after the checkpoint we resume from (they will be written again)."""
+        """Drops rows written after the checkpoint we resume from (they will be written again),
+        and a half-written last line left by a process killed while writing it."""
         for p in sorted((self.path / "metrics").glob("seed_*.jsonl")):
-            keep = []
-            for line in p.read_text().splitlines():
-                row = json.loads(line)
-                late = (
-                    row["chunk"] > chunk
+            rows, dropped = read_jsonl(p)
+            if dropped:
+                print(f"credo: dropped the half-written last line of {p}", file=sys.stderr)
+            keep = [
+                row
+                for row in rows
+                if not (
+                    row.get("chunk", 0) > chunk
                     if "eval_index" not in row
                     else (n_evals is not None and row["eval_index"] >= n_evals)
                 )
-                if not late:
-                    keep.append(line)
-            p.write_text("".join(k + "\n" for k in keep))
+            ]
+            tmp = p.with_name(p.name + ".tmp")
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in keep))
+            os.replace(tmp, p)
 
     def write_chunk(self, chunk: int, env_steps, episodes, out, rate: float, with_won: bool) -> None:
         """One training row per seed from a chunk's outputs ([seed, iteration, ...] arrays)."""

@@ -29,12 +29,19 @@ import credo.envs as envs
 from credo.algos import make_learner
 from credo.algos.common import RunConfig, eval_policy
 from credo.buffers.episode import EpisodeBuffer, buffer_add, buffer_init, buffer_sample
-from credo.engine import loggers
-from credo.engine.checkpoint import load_checkpoint, save_checkpoint
+from credo.engine import loggers, resources
+from credo.engine.checkpoint import (
+    load_checkpoint,
+    read_meta,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from credo.engine.collect import collect_host, has_win_flag, make_collector
 from credo.engine.rundir import RunDir
+from credo.engine.snapshots import ParamSnapshots
 
-CHECKPOINT = "checkpoints/last.npz"
+CHECKPOINT = "checkpoints/last.npz"  # the training state without its replay buffer, and the loop's meta
+BUFFER = "checkpoints/buffer-{chunk:08d}.npz"  # the replay buffer of the checkpoint of that chunk
 
 
 class TrainState(NamedTuple):
@@ -77,6 +84,7 @@ class Trainer:
         self.is_jax = self.env.is_jax
         self.with_won = has_win_flag(self.env) if self.is_jax else "won" in self.env.reset(seed=0).info
         self.on_policy = getattr(self.learner, "on_policy", False)
+        self._snapshots: ParamSnapshots | None = None  # the running run's parameter snapshots (run())
         # Evaluation acts greedily or as in training (cfg.test_greedy, cfg.test_epsilon).
         self.eval_greedy, self.eval_epsilon = eval_policy(cfg, self.learner)
         self._record = self.learner.recorder(self.env) if self.on_policy else None
@@ -266,6 +274,7 @@ class Trainer:
         interruption would (used by tests and for time-boxed jobs).
         """
         cfg = self.cfg
+        resources.warn(self.check_resources(run_dir.path / "checkpoints"))
         if state is None:
             state = self.init_state()
             meta = {
@@ -278,6 +287,9 @@ class Trainer:
                 "compile_seconds": 0.0,
             }
         run_dir.start(cfg, meta["chunk"], len(meta["evals"]), len(self.seeds))
+        remove_stale_temporaries(run_dir.path / "checkpoints")  # left by a process killed while saving
+        self._snapshots = ParamSnapshots(run_dir.path, cfg.keep_snapshots)
+        self._snapshots.resume(len(meta["evals"]))
         try:
             with _stop_after_chunk() as self._stop_requested:
                 return self._run(run_dir, state, meta, max_chunks, progress)
@@ -415,15 +427,71 @@ class Trainer:
             episodes["test_episode_won"] = np.asarray(stats.won).astype(int).tolist()
         meta["evals"].append(entry)
         run_dir.write_eval(entry, len(meta["evals"]) - 1, episodes)
+        if self._snapshots is not None:
+            self._snapshots.record(
+                len(meta["evals"]) - 1, dev.learner.params, entry["env_steps"], entry["test_return"]
+            )
         while meta["next_test"] <= int(steps.min()):
             meta["next_test"] += self.cfg.test_interval
 
     def save(self, run_dir: RunDir, dev: TrainState, meta: dict) -> None:
-        """Checkpoints the [seeds, ...] state as NumPy arrays (loads whatever the device count)."""
-        save_checkpoint(run_dir.path / CHECKPOINT, self.from_devices(dev), meta)
+        """Checkpoints the [seeds, ...] state as NumPy arrays (loads whatever the device count).
 
-    def load(self, run_dir: RunDir) -> tuple[TrainState, dict]:
-        return load_checkpoint(run_dir.path / CHECKPOINT, jax.eval_shape(self.init_state))
+        The replay buffer goes to its own file, named after the chunk, written before
+        ``last.npz`` names it: a crash between the two leaves the previous pair whole. Older
+        buffer files are deleted once the new ``last.npz`` is in place.
+        """
+        host = self.from_devices(dev)
+        meta = dict(meta)
+        if host.buffer is not None:
+            buffer = run_dir.path / BUFFER.format(chunk=meta["chunk"])
+            save_checkpoint(buffer, host.buffer, {"chunk": meta["chunk"]})
+            meta["buffer_file"] = buffer.name
+        save_checkpoint(run_dir.path / CHECKPOINT, host._replace(buffer=None), meta)
+        for old in (run_dir.path / "checkpoints").glob("buffer-*.npz"):
+            if old.name != meta.get("buffer_file"):
+                old.unlink(missing_ok=True)
+
+    def load(self, run_dir: RunDir, *, with_buffer: bool = True) -> tuple[TrainState, dict]:
+        """The checkpointed state and meta; ``with_buffer=False`` leaves the replay buffer out (None)."""
+        template = jax.eval_shape(self.init_state)
+        last, fix = run_dir.path / CHECKPOINT, _restart_hint(run_dir)
+        if template.buffer is None or read_meta(last, fix=fix).get("format", 1) == 1:  # format 1: one file
+            state, meta = load_checkpoint(last, template, fix=fix)
+            return (state if with_buffer else state._replace(buffer=None)), meta
+        state, meta = load_checkpoint(last, template._replace(buffer=None), fix=fix)
+        if not with_buffer:
+            return state, meta
+        buffer, _ = load_checkpoint(
+            last.parent / meta.get("buffer_file", "buffer-missing.npz"),
+            template.buffer,
+            what="replay buffer",
+            fix=f"move {last.parent} away: `credo train --resume {run_dir.path}` then starts the run again "
+            "from the beginning",
+        )
+        return state._replace(buffer=buffer), meta
+
+    def check_resources(self, checkpoint_dir=None) -> list[str]:
+        """Raises ``resources.ResourceError`` if the training state cannot fit in memory or in
+        ``checkpoint_dir``'s free disk space; returns warnings for what fits only narrowly."""
+        from credo.engine import resources
+
+        return resources.check(
+            self.memory_plan(),
+            n_devices=self.n_devices,
+            devices=jax.local_devices(),
+            checkpoint_dir=checkpoint_dir,
+        )
+
+    def memory_plan(self) -> dict:
+        """Bytes the training state needs: ``state`` (all seeds, replay buffer included), ``buffer``."""
+        shapes = jax.eval_shape(self.init_state)
+        size = lambda tree: sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(tree))  # noqa: E731
+        return {"state": size(shapes), "buffer": size(shapes.buffer) if shapes.buffer is not None else 0}
+
+
+def _restart_hint(run_dir: RunDir) -> str:
+    return f"move it away: `credo train --resume {run_dir.path}` then starts the run again from the beginning"
 
 
 @contextlib.contextmanager

@@ -86,6 +86,9 @@ class Sampling:
     max_tokens: int = 256  # new tokens per reply
     stop: tuple[str, ...] = ()  # a reply ends before the first of these strings
     seed: int = 0  # sampling seed: part of the cache key, so a new seed draws new replies
+    # a GBNF grammar every reply must follow (constrained decoding; credo.llm.constrain), or None.
+    # The local backend enforces it; the openai backend sends it where the server takes one.
+    grammar: str | None = None
 
     def __post_init__(self):
         if self.n < 1 or self.max_tokens < 1 or self.temperature < 0:
@@ -144,7 +147,10 @@ class LLM:
         answers after it). The returned text excludes the prefill.
         """
         sampling = sampling or Sampling()
-        request = {"kind": "generate", "messages": messages, "sampling": asdict(sampling)}
+        settings = asdict(sampling)
+        if settings["grammar"] is None:  # unconstrained requests keep the cache keys they always had
+            del settings["grammar"]
+        request = {"kind": "generate", "messages": messages, "sampling": settings}
         return self._ask(request, lambda: self.backend._generate(messages, sampling))
 
     def logprobs(self, messages: list[Message], continuations: list[str]) -> list[float]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import importlib.util
+import time
 from pathlib import Path
 
 from credo.llm.base import Backend, LLMError, Message, Sampling, cut_at_stop
@@ -125,6 +126,10 @@ class LocalBackend(Backend):
 
         ids = torch.tensor([self.prompt_ids(messages)], device=self.device)
         greedy = sampling.temperature == 0
+        rows = 1 if greedy else sampling.n
+        processors = []
+        if sampling.grammar:
+            processors.append(self.grammar_processor(sampling.grammar, rows, ids.shape[1]))
         torch.manual_seed(sampling.seed)
         with torch.no_grad():
             out = self.lm.generate(
@@ -135,8 +140,9 @@ class LocalBackend(Backend):
                 temperature=None if greedy else sampling.temperature,
                 top_p=None,
                 top_k=None,
-                num_return_sequences=1 if greedy else sampling.n,
+                num_return_sequences=rows,
                 pad_token_id=self.tokenizer.pad_token_id,
+                logits_processor=processors or None,
                 stop_strings=list(sampling.stop) or None,
                 tokenizer=self.tokenizer if sampling.stop else None,
             )
@@ -145,6 +151,20 @@ class LocalBackend(Backend):
             for o in out
         ]
         return texts * sampling.n if greedy else texts
+
+    def grammar_processor(self, gbnf: str, rows: int, prompt_len: int):
+        """A logits processor that keeps ``rows`` sequences inside the GBNF grammar (``credo.llm.constrain``).
+
+        The grammar engine is built on first use and kept (about 1 s for the tokenizer).
+        """
+        from credo.llm.constrain import GrammarLogitsProcessor, make_engine
+
+        if getattr(self, "_grammar_engine", None) is None:
+            start = time.perf_counter()
+            self._grammar_engine = make_engine(self.tokenizer, self.lm.config.vocab_size)
+            self.grammar_setup_seconds = time.perf_counter() - start
+        eos = self.tokenizer.eos_token_id
+        return GrammarLogitsProcessor(self._grammar_engine, gbnf, rows, prompt_len, eos)
 
     def _logprobs(self, messages: list[Message], continuations: list[str]) -> list[float]:
         import torch

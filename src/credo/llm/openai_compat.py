@@ -44,6 +44,8 @@ from credo.llm.base import Backend, BadReplyError, LLMError, Message, Sampling, 
 TOP_LOGPROBS = 20  # the most the chat endpoint returns
 BAD_REPLY_BACKOFF = 0.25  # seconds before the first re-ask of an unusable reply; doubles, at most 4 s
 
+GRAMMAR_FIELDS = ("guided_grammar", "grammar")  # vLLM, llama.cpp server
+
 
 def _is_local(url: str) -> bool:
     return (urlparse(url).hostname or "") in ("localhost", "127.0.0.1", "::1", "0.0.0.0")
@@ -309,6 +311,7 @@ class OpenAIBackend(Backend):
         api_key_env: str = "OPENAI_API_KEY",
         timeout: float = 60.0,
         retries: int = 3,
+        grammar_field: str | None = None,
     ):
         if importlib.util.find_spec("openai") is None:
             raise LLMError(
@@ -337,6 +340,15 @@ class OpenAIBackend(Backend):
             http_client=_deadline_client(openai, timeout),
         )
         self.timeout, self.retries = timeout, retries
+        # where a request carries a grammar: vLLM reads `guided_grammar`, llama.cpp's server `grammar`.
+        # Opt-in (--grammar-field or $CREDO_LLM_GRAMMAR_FIELD): other servers refuse unknown fields, so
+        # without it a grammar is not sent and the replies go through the checks unconstrained.
+        field = grammar_field or os.environ.get("CREDO_LLM_GRAMMAR_FIELD") or None
+        if field not in (None, *GRAMMAR_FIELDS):
+            raise LLMError(
+                f"grammar field {field!r}: choose {' or '.join(GRAMMAR_FIELDS)} (vLLM or llama.cpp's server)."
+            )
+        self.grammar_field = field
 
     def _post(self, **kwargs) -> dict:
         """One chat-completions request (with the client's HTTP retries): the reply's JSON object."""
@@ -396,6 +408,7 @@ class OpenAIBackend(Backend):
                 max_tokens=sampling.max_tokens,
                 stop=list(sampling.stop)[:4] or None,  # the API takes at most 4
                 seed=seed,
+                **self.grammar_body(sampling),
             )
 
         texts = ask(sampling.n, sampling.seed)
@@ -404,6 +417,12 @@ class OpenAIBackend(Backend):
             extra += 1  # each ask adds at least one reply, so at most n - 1 of them
             texts += ask(1, sampling.seed + extra)
         return texts[: sampling.n]
+
+    def grammar_body(self, sampling: Sampling) -> dict:
+        """``{"extra_body": {field: grammar}}`` when the request has a grammar and the server takes one, else {}."""
+        if not sampling.grammar or not self.grammar_field:
+            return {}
+        return {"extra_body": {self.grammar_field: sampling.grammar}}
 
     def _logprobs(self, messages: list[Message], continuations: list[str]) -> list[float]:
         top = self._ask(

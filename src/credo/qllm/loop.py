@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 
 from credo.llm.base import LLM, Sampling
 from credo.qllm.checks import CheckReport, check_tfcaf
+from credo.qllm.grammar import gamma_grammar, tfcaf_grammar
+from credo.qllm.task import Example, StateField, example_code, view_lines
 
 CODER_ROLE = (
     "You are an expert in multi-agent reinforcement learning and in JAX. You write credit assignment functions: "
@@ -54,6 +56,66 @@ def requirements(n_agents: int, state_dim: int, gamma: int) -> str:
         "while loops, no printing, no files; treat each row of the batch separately (never sum over axis 0); "
         f"avoid division by values that can be zero (add 1e-6). {igm}\n"
         "Reply with the function in a single ```python code block."
+    )
+
+
+@dataclass
+class Constraint:
+    """Constrained generation: the coder writes the body of ``tfcaf`` under the grammar of ``credo.qllm.grammar``.
+
+    ``fields``: the env's named state view (the first lines of the function);
+    ``examples``: worked TFCAFs of other envs for the prompt; ``prefill``: the
+    backend continues a prefilled assistant message (the local one), so the
+    fixed head is prefilled and the grammar covers the rest; otherwise (servers)
+    the grammar starts with the head.
+    """
+
+    fields: list[StateField]
+    examples: list[Example]
+    prefill: bool = True
+
+    @property
+    def head(self) -> str:
+        return "```python\ndef tfcaf(agent_qs, state):\n" + view_lines(self.fields)
+
+    def grammar(self, gamma: int) -> str:
+        return tfcaf_grammar(self.fields, gamma, head="" if self.prefill else self.head).gbnf()
+
+    def reply(self, text: str) -> str:
+        """The whole reply (head and body) from what the backend returned."""
+        return self.head + text if self.prefill else text
+
+
+def constraint_for(env, prefill: bool = True, examples: int = 2) -> Constraint:
+    """The constraint for ``env``: its state view and ``examples`` worked examples of other envs."""
+    from credo.qllm.task import examples_for, state_view
+
+    return Constraint(state_view(env), examples_for(env, examples), prefill)
+
+
+def constrained_requirements(n_agents: int, state_dim: int, gamma: int, c: Constraint) -> str:
+    """The coder's instructions under the grammar: short, with the state's named fields and worked examples."""
+    weights = (
+        "w = weights from score, never negative: jax.nn.softmax(score, axis=1), or a positive number plus "
+        "jax.nn.sigmoid(score)"
+        if gamma
+        else "w = weights from score (they may be negative)"
+    )
+    shape = {"agents": f"[B, {n_agents}]", "items": "[B, m]", "row": "[B, 1]"}
+    fields = "\n".join(f"  {f.name} {shape[f.kind]}: {f.meaning}" for f in c.fields)
+    examples = "\n\n".join(
+        f"Example for another task. {ex.task}\n```python\n{example_code(ex)}```" for ex in c.examples
+    )
+    return (
+        f"Write tfcaf(agent_qs, state): agent_qs is [B, {n_agents}] (one Q-value per agent), state is "
+        f"[B, {state_dim}]; it returns q_tot [B]. The function starts with the state split into named fields:\n"
+        f"{fields}\n"
+        "Then write, in four short lines:\n"
+        f"  score = an expression of the fields, shape [B, {n_agents}]: how much each agent matters now\n"
+        f"  {weights}\n"
+        "  b = an optional bias from the fields, shape [B, 1]\n"
+        "  return jnp.sum(w * agent_qs, axis=1), plus b[:, 0] if you wrote b\n"
+        + (f"\n{examples}\n" if examples else "")
     )
 
 
@@ -137,7 +199,7 @@ class QLLMResult:
         }
 
 
-def infer_gamma(llm: LLM, task: str, seed: int = 0) -> tuple[int, str]:
+def infer_gamma(llm: LLM, task: str, seed: int = 0, constrained: bool = False) -> tuple[int, str]:
     """The IGM gate as the LLM reads the task: (gamma, how it was decided)."""
     messages = [
         {"role": "system", "content": CODER_ROLE},
@@ -149,7 +211,9 @@ def infer_gamma(llm: LLM, task: str, seed: int = 0) -> tuple[int, str]:
             "one line: GAMMA: 1 (monotone) or GAMMA: 0 (not monotone).",
         },
     ]
-    reply = llm.generate(messages, Sampling(n=1, temperature=0.0, max_tokens=48, seed=seed))[0]
+    grammar = gamma_grammar().gbnf() if constrained else None
+    sampling = Sampling(n=1, temperature=0.0, max_tokens=8 if constrained else 48, seed=seed, grammar=grammar)
+    reply = llm.generate(messages, sampling)[0]
     m = re.search(r"GAMMA\s*[:=]\s*([01])", reply, re.I)
     if m:
         return int(m.group(1)), f"inferred by the LLM: {reply.strip()[:200]!r}"
@@ -223,22 +287,41 @@ def run_qllm(
     seed: int = 0,
     check: Callable[..., CheckReport] = check_tfcaf,
     log: Callable[[str], None] = lambda s: None,
+    constraint: Constraint | None = None,
 ) -> QLLMResult:
-    """The whole loop; ``check`` is swappable for tests, ``log`` receives one line per event."""
+    """The whole loop; ``check`` is swappable for tests, ``log`` receives one line per event.
+
+    ``constraint``: decode under the TFCAF grammar (``constraint_for(env)``), with the short prompt
+    of ``constrained_requirements``; None: free generation, the checks reject what does not pass.
+    """
+    c = constraint
     if gamma is None:
-        gamma, gamma_note = infer_gamma(coder, task, seed)
+        gamma, gamma_note = infer_gamma(coder, task, seed, constrained=c is not None)
     else:
         gamma_note = "set by the user"
     log(f"IGM gate gamma = {gamma} ({gamma_note})")
-    req = requirements(n_agents, state_dim, gamma)
+    if c is None:
+        req = requirements(n_agents, state_dim, gamma)
+    else:
+        req = constrained_requirements(n_agents, state_dim, gamma, c)
+    grammar = None if c is None else c.grammar(gamma)
+    prefill = [{"role": "assistant", "content": c.head}] if c is not None and c.prefill else []
+    finish = (lambda text: text) if c is None else c.reply
     advice, chosen, history = "", None, []
     for r in range(rounds):
         start = time.perf_counter()
         prompt = coder_messages(task, req, advice, chosen)
         replies = coder.generate(
-            prompt,
-            Sampling(n=candidates, temperature=temperature, max_tokens=max_tokens, seed=seed * 1000 + r),
+            [*prompt, *prefill],
+            Sampling(
+                n=candidates,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                seed=seed * 1000 + r,
+                grammar=grammar,
+            ),
         )
+        replies = [finish(x) for x in replies]
         cands = []
         for k, reply in enumerate(replies):
             cand, conversation = Candidate(k), [*prompt, {"role": "assistant", "content": reply}]
@@ -257,15 +340,18 @@ def run_qllm(
                         "content": f"Your code was rejected. {report.reason}\nFix this and reply with the whole corrected function in one ```python code block.",
                     }
                 )
-                reply = coder.generate(
-                    conversation,
-                    Sampling(
-                        n=1,
-                        temperature=temperature,
-                        max_tokens=max_tokens,
-                        seed=seed * 1000 + r * 100 + k * 10 + attempt,
-                    ),
-                )[0]
+                reply = finish(
+                    coder.generate(
+                        [*conversation, *prefill],
+                        Sampling(
+                            n=1,
+                            temperature=temperature,
+                            max_tokens=max_tokens,
+                            seed=seed * 1000 + r * 100 + k * 10 + attempt,
+                            grammar=grammar,
+                        ),
+                    )[0]
+                )
                 conversation.append({"role": "assistant", "content": reply})
             cands.append(cand)
         rnd = Round(r, prompt, cands)
@@ -318,3 +404,33 @@ def _no_code_report() -> CheckReport:
     return CheckReport(
         checks=[Check("code block", False, "the reply holds no Python code defining tfcaf(agent_qs, state)")]
     )
+
+
+GRAMMAR_MODES = ("auto", "on", "off")
+
+
+def constraint_for_backend(mode: str, llm: LLM, env) -> Constraint | None:
+    """The constraint ``credo qllm generate --grammar MODE`` asks for, or None (free generation).
+
+    ``auto``: on for the local backend (which enforces the grammar itself), and for an
+    OpenAI-compatible server only when it was told where to send a grammar
+    (``$CREDO_LLM_GRAMMAR_FIELD``: vLLM ``guided_grammar``, llama.cpp ``grammar``);
+    ``on`` requires that; ``off`` never constrains.
+    """
+    from credo.llm.base import LLMError
+
+    if mode not in GRAMMAR_MODES:
+        raise LLMError(f"--grammar {mode!r}: choose one of {', '.join(GRAMMAR_MODES)}.")
+    if mode == "off":
+        return None
+    backend = llm.backend
+    if backend.name == "local":
+        return constraint_for(env, prefill=True)
+    if getattr(backend, "grammar_field", None):
+        return constraint_for(env, prefill=False)  # servers do not reliably continue a prefill
+    if mode == "on":
+        raise LLMError(
+            "--grammar on with an OpenAI-compatible server needs $CREDO_LLM_GRAMMAR_FIELD: guided_grammar "
+            "(vLLM) or grammar (llama.cpp's server); other servers take no grammar (use --grammar off)."
+        )
+    return None

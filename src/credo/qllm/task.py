@@ -9,6 +9,8 @@ states from random play, on which the sandbox also tests a candidate.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -128,3 +130,179 @@ def sample_states(env, n: int = 256, seed: int = 0) -> np.ndarray | None:
         return states.reshape(-1, states.shape[-1])
 
     return np.asarray(jax.jit(run)(jax.random.key(seed)))[:n]
+
+
+# --- the named view of the state ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StateField:
+    """One named slice of the global state: ``name = code`` inside ``tfcaf``.
+
+    ``kind``: ``agents`` (``[B, n_agents]``, one column per agent, in agent order),
+    ``items`` (``[B, m]``, one column per other entity: foods, landmarks, enemies),
+    or ``row`` (``[B, 1]``).
+    """
+
+    name: str
+    code: str
+    kind: str
+    meaning: str
+
+
+def _strided(first: int, stop: int, step: int) -> str:
+    return f"state[:, {first}:{stop}:{step}]"
+
+
+def _view_lbf(env) -> list[StateField]:
+    n, f = env.n_agents, env.n_food
+    a_end, f_end = 3 * n, 3 * n + 3 * f
+    near = (
+        "jnp.min(jnp.abs(agent_row[:, :, None] - food_row[:, None, :]) "
+        "+ jnp.abs(agent_col[:, :, None] - food_col[:, None, :]), axis=2)"
+    )
+    return [
+        StateField("agent_row", _strided(0, a_end, 3), "agents", "grid row of each agent"),
+        StateField("agent_col", _strided(1, a_end, 3), "agents", "grid column of each agent"),
+        StateField("agent_level", _strided(2, a_end, 3), "agents", "level of each agent"),
+        StateField("food_row", _strided(a_end, f_end, 3), "items", "grid row of each food (-1 once eaten)"),
+        StateField(
+            "food_col", _strided(a_end + 1, f_end, 3), "items", "grid column of each food (-1 once eaten)"
+        ),
+        StateField("food_level", _strided(a_end + 2, f_end, 3), "items", "level of each food (0 once eaten)"),
+        StateField("food_dist", near, "agents", "grid distance from each agent to its nearest food"),
+    ]
+
+
+def _view_mpe(env) -> list[StateField]:
+    n, d = env.n_agents, env.obs_dim
+    end = n * d
+
+    def nearest(first: int, count: int) -> str:
+        sq = f"{_strided(first, end, d).replace(str(first) + ':', '{0}:', 1)} ** 2"
+        dx = sq.format(f"{first} + 2 * k")
+        dy = sq.format(f"{first + 1} + 2 * k")
+        return f"jnp.sqrt(jnp.min(jnp.stack([{dx} + {dy} for k in range({count})], axis=2), axis=2) + 1e-6)"
+
+    return [
+        StateField("agent_vel_x", _strided(0, end, d), "agents", "x velocity of each agent"),
+        StateField("agent_vel_y", _strided(1, end, d), "agents", "y velocity of each agent"),
+        StateField("agent_x", _strided(2, end, d), "agents", "x position of each agent"),
+        StateField("agent_y", _strided(3, end, d), "agents", "y position of each agent"),
+        StateField(
+            "landmark_dist", nearest(4, n), "agents", "distance from each agent to its nearest landmark"
+        ),
+        StateField(
+            "agent_dist",
+            nearest(4 + 2 * n, n - 1),
+            "agents",
+            "distance from each agent to its nearest other agent",
+        ),
+    ]
+
+
+def _view_smax(env) -> list[StateField]:
+    n, m = env.n_agents, env.n_enemies
+    a_end, e_end = 10 * n, 10 * (n + m)
+    return [
+        StateField("ally_health", _strided(0, a_end, 10), "agents", "health fraction of each ally (agent)"),
+        StateField("ally_x", _strided(1, a_end, 10), "agents", "x position of each ally"),
+        StateField("ally_y", _strided(2, a_end, 10), "agents", "y position of each ally"),
+        StateField("enemy_health", _strided(a_end, e_end, 10), "items", "health fraction of each enemy"),
+        StateField("enemy_x", _strided(a_end + 1, e_end, 10), "items", "x position of each enemy"),
+        StateField("enemy_y", _strided(a_end + 2, e_end, 10), "items", "y position of each enemy"),
+    ]
+
+
+def _view_matrix(env) -> list[StateField]:
+    return [
+        StateField("t", "state[:, 1:2]", "row", "time step / episode limit (the same for every joint action)")
+    ]
+
+
+def _view_generic(env) -> list[StateField]:
+    return [
+        StateField("state_mean", "jnp.mean(state, axis=1, keepdims=True)", "row", "mean of the state vector"),
+        StateField("state_max", "jnp.max(state, axis=1, keepdims=True)", "row", "largest state entry"),
+    ]
+
+
+def state_view(env) -> list[StateField]:
+    """The env's global state as named slices usable in code (``name = code`` lines in ``tfcaf``).
+
+    An env of your own can supply them with ``state_view_for_llm() -> list[StateField]``.
+    """
+    if hasattr(env, "state_view_for_llm"):
+        return list(env.state_view_for_llm())
+    family = (getattr(env, "key", "") or "").split(":", 1)[0]
+    build = {"matrix": _view_matrix, "lbf": _view_lbf, "mpe": _view_mpe, "smax": _view_smax}.get(
+        family, _view_generic
+    )
+    if family == "mpe" and getattr(env, "scenario", "") != "simple_spread":
+        build = _view_generic
+    return build(env)
+
+
+def view_lines(fields: list[StateField]) -> str:
+    """The view as the first lines of ``tfcaf``'s body, each with its shape and meaning as a comment."""
+    shape = {"agents": "[B, n_agents]", "items": "[B, m]", "row": "[B, 1]"}
+    return "".join(f"    {f.name} = {f.code}  # {shape[f.kind]} {f.meaning}\n" for f in fields)
+
+
+# --- worked examples for the constrained coder prompt (each for another env than the target) -------
+
+
+@dataclass(frozen=True)
+class Example:
+    family: str
+    task: str
+    fields: tuple[StateField, ...]
+    body: str
+
+
+def _example_fields(build, used: tuple[str, ...], **env) -> tuple[StateField, ...]:
+    from types import SimpleNamespace
+
+    return tuple(f for f in build(SimpleNamespace(**env)) if f.name in used)
+
+
+EXAMPLES = (
+    Example(
+        "lbf",
+        "Level-Based Foraging, 2 agents, 3 foods: agents with high levels that stand near food earn the reward.",
+        _example_fields(
+            _view_lbf,
+            ("agent_row", "agent_col", "agent_level", "food_row", "food_col", "food_dist"),
+            n_agents=2,
+            n_food=3,
+        ),
+        "    score = agent_level - 0.5 * food_dist\n    w = 2.0 * jax.nn.softmax(score, axis=1)\n"
+        "    return jnp.sum(w * agent_qs, axis=1)\n",
+    ),
+    Example(
+        "mpe",
+        "MPE simple spread, 3 agents: the team is rewarded for covering the landmarks; agents near one matter.",
+        _example_fields(_view_mpe, ("landmark_dist",), n_agents=3, obs_dim=18),
+        "    score = -landmark_dist\n    w = 1.0 + jax.nn.sigmoid(score)\n"
+        "    b = -jnp.mean(landmark_dist, axis=1, keepdims=True)\n"
+        "    return jnp.sum(w * agent_qs, axis=1) + 0.1 * b[:, 0]\n",
+    ),
+    Example(
+        "smax",
+        "SMAX 3m, 3 allies against 3 enemies: healthy allies deal the damage.",
+        _example_fields(_view_smax, ("ally_health", "enemy_health"), n_agents=3, n_enemies=3),
+        "    score = 3.0 * ally_health - jnp.mean(enemy_health, axis=1, keepdims=True)\n"
+        "    w = jax.nn.softmax(score, axis=1)\n"
+        "    return jnp.sum(w * agent_qs, axis=1) + 0.5 * jnp.max(agent_qs, axis=1)\n",
+    ),
+)
+
+
+def example_code(ex: Example) -> str:
+    return "def tfcaf(agent_qs, state):\n" + view_lines(list(ex.fields)) + ex.body
+
+
+def examples_for(env, k: int = 2) -> list[Example]:
+    """``k`` worked examples for envs of other families than ``env`` (never the target's own answer)."""
+    family = (getattr(env, "key", "") or "").split(":", 1)[0]
+    return [ex for ex in EXAMPLES if ex.family != family][:k]

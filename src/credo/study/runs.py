@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from credo.engine.rundir import read_jsonl  # noqa: F401 - also this module's name for it
+
 __all__ = [
     "BOOKKEEPING_FIELDS",
     "Run",
@@ -246,31 +248,6 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
             if h.resolve() not in {f.resolve() for f in found}:
                 found.append(h)
     return found
-
-
-def read_jsonl(path: Path) -> tuple[list[dict], int]:
-    """Rows of a JSONL file and how many half-written last lines were dropped (0 or 1).
-
-    Only the last non-empty line may be broken (a writer killed mid-line); a broken line
-    elsewhere raises ValueError naming the file and line.
-    """
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    numbered = [(n, s) for n, s in enumerate(lines, 1) if s.strip()]
-    rows, dropped = [], 0
-    for k, (n, s) in enumerate(numbered):
-        try:
-            row = json.loads(s)
-            if not isinstance(row, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as err:
-            if k == len(numbered) - 1:
-                dropped += 1
-                continue
-            raise ValueError(
-                f"{path}:{n}: not a JSON row ({err}); only a half-written last line is skipped"
-            ) from err
-        rows.append(row)
-    return rows, dropped
 
 
 def _read_json(path: Path) -> dict | None:
