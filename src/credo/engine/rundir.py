@@ -7,7 +7,9 @@ runs/qmix-lbf-Foraging-8x8-2p-3f-v3-20261122-101500/
   metrics/seed_0.jsonl     the source of truth: one row per chunk (training) and one per evaluation
                            (eval_index, test_return, test_length[, test_won] as means, and
                            test_episode_returns[, test_episode_won]: one value per test episode)
-  checkpoints/last.npz     the latest checkpoint, written atomically
+  checkpoints/last.npz     the latest checkpoint, written atomically (engine/checkpoint.py), with
+                           its replay buffer in buffer-<chunk>.npz and parameter snapshots of
+                           evaluations in params/ (engine/snapshots.py)
   logs/                    with `logger`: seed_0.csv, tensorboard/seed_0/, wandb/ (engine/loggers.py)
   learning_curve.png       test return over env steps: mean and 95% bootstrap band over seeds
   summary.json             final test return per seed, IQM with 95% CI, throughput
