@@ -33,9 +33,9 @@ sandbox no longer has; the tests require it to be empty, so a whitelist change
 without a decision here fails them.
 
 The grammar is a plain data structure (``Grammar``): rendered to GBNF
-(llama.cpp's format, which xgrammar and vLLM also read) and to Lark
-(llguidance's format), and sampled at random without any LLM (``sample``) for
-the tests.
+(llama.cpp's format, which xgrammar and vLLM also read; llguidance converts it
+to its Lark dialect with its own converter), and sampled at random without any
+LLM (``sample``) for the tests.
 """
 
 from __future__ import annotations
@@ -199,19 +199,6 @@ class Grammar:
 
         order = [self.root] + [n for n in self.rules if n != self.root]
         return "\n".join(f"{n.replace('_', '-')} ::= {rule(self.rules[n])}" for n in order)
-
-    def lark(self) -> str:
-        """Lark (llguidance's format)."""
-
-        def item(x):
-            return x if isinstance(x, Ref) else json.dumps(x)
-
-        order = [self.root] + [n for n in self.rules if n != self.root]
-        lines = [f"start: {self.root}"] if self.root != "start" else []
-        lines += [
-            f"{n}: " + " | ".join(" ".join(item(x) for x in alt) for alt in self.rules[n]) for n in order
-        ]
-        return "\n".join(lines)
 
     def sample(self, rng: random.Random) -> str:
         """A random sentence (every alternative equally likely); the grammars here are not recursive."""

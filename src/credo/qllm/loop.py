@@ -101,16 +101,14 @@ def constrained_requirements(n_agents: int, state_dim: int, gamma: int, c: Const
         if gamma
         else "w = weights from score (they may be negative)"
     )
-    shape = {"agents": f"[B, {n_agents}]", "items": "[B, m]", "row": "[B, 1]"}
-    fields = "\n".join(f"  {f.name} {shape[f.kind]}: {f.meaning}" for f in c.fields)
+    fields = ", ".join(f.name for f in c.fields)  # their shapes and meanings are in the head's comments
     examples = "\n\n".join(
         f"Example for another task. {ex.task}\n```python\n{example_code(ex)}```" for ex in c.examples
     )
     return (
         f"Write tfcaf(agent_qs, state): agent_qs is [B, {n_agents}] (one Q-value per agent), state is "
-        f"[B, {state_dim}]; it returns q_tot [B]. The function starts with the state split into named fields:\n"
-        f"{fields}\n"
-        "Then write, in four short lines:\n"
+        f"[B, {state_dim}]; it returns q_tot [B]. The function starts with the state split into named fields "
+        f"({fields}; each line says its shape and meaning). Then write, in four short lines:\n"
         f"  score = an expression of the fields, shape [B, {n_agents}]: how much each agent matters now\n"
         f"  {weights}\n"
         "  b = an optional bias from the fields, shape [B, 1]\n"
@@ -357,9 +355,12 @@ def run_qllm(
         rnd = Round(r, prompt, cands)
         valid = rnd.valid
         if valid:
-            rnd.evaluator_prompt = evaluator_messages(task, req, valid)
+            # the evaluator reads the plain requirements (not the coder's worked examples), and under the
+            # grammar every candidate is four lines, so a short answer is enough
+            rnd.evaluator_prompt = evaluator_messages(task, requirements(n_agents, state_dim, gamma), valid)
             rnd.evaluator_reply = evaluator.generate(
-                rnd.evaluator_prompt, Sampling(n=1, temperature=0.0, max_tokens=160, seed=seed)
+                rnd.evaluator_prompt,
+                Sampling(n=1, temperature=0.0, max_tokens=160 if c is None else 64, seed=seed),
             )[0]
             pick, rnd.choice_note = read_choice(rnd.evaluator_reply, len(valid))
             rnd.choice = valid[pick].index
