@@ -119,16 +119,16 @@ def _classes():
 
 BAD = [
     # every learner on the JAX engine
-    ("run", "total_env_steps=0", "must be in [1, 2_000_000_000]"),
-    ("run", "total_env_steps=-5", "must be in [1, 2_000_000_000]"),
-    ("run", "total_env_steps=1e30", "the env-step counter is an int32"),
-    ("run", "total_env_steps=2_000_000_001", "engine/train.py"),
+    ("run", "total_env_steps=0", "must be in [1, 1_000_000_000_000_000_000]"),
+    ("run", "total_env_steps=-5", "must be in [1, 1_000_000_000_000_000_000]"),
+    ("run", "total_env_steps=1e30", "the env-step counter"),
+    ("run", "total_env_steps=1_000_000_000_000_000_001", "holds 2**61 steps"),
     ("run", "seeds=0", "must be >= 1"),
     ("run", "seeds=-2", "must be >= 1"),
     ("run", "seed=-1", "must be in [0, 2_147_483_647]"),
     ("run", "seed=4294967296", "JAX keeps 32 bits"),
     ("run", "n_envs=0", "must be in [1, 10_000]"),
-    ("run", "n_envs=100000", "int32 env-step counter"),
+    ("run", "n_envs=100000", "one iteration's env steps are counted in one int32 word"),
     ("run", "test_interval=0", "must be >= 1"),
     ("run", "test_episodes=0", "must be >= 1"),
     ("run", "test_epsilon=1.5", "must be in [0, 1]"),
@@ -198,6 +198,7 @@ def test_learner_configs_refuse_bad_values_naming_the_field(kind, override, mess
 
 GOOD = [
     ("run", "total_env_steps=2e9"),
+    ("run", "total_env_steps=1e12"),  # beyond the int32 counter of before 2026-12-02
     ("run", "seed=2147483647"),
     ("run", "test_epsilon=1"),
     ("value", "gamma=0"),
@@ -238,12 +239,33 @@ def test_defaults_and_every_shipped_config_are_within_range():
             load_config(config_class(algo), config_files(algo, env), [], base={"algo": algo, "env": env})
 
 
-def test_the_limits_keep_the_int32_env_step_counter_from_overflowing():
+def test_the_limits_keep_the_wide_env_step_counter_from_overflowing():
     from credo.engine.limits import INT32_MAX, MAX_ENV_STEPS, MAX_LOG_INTERVAL, MAX_N_ENVS
+    from credo.engine.train import COUNT_BASE
 
-    # The last chunk starts below the budget and runs at most log_interval plus one iteration past
-    # it; an iteration is n_envs episodes (4,000 steps each here, longer than any shipped env's).
-    assert MAX_ENV_STEPS + MAX_LOG_INTERVAL + MAX_N_ENVS * 4_000 <= INT32_MAX
+    # The low word takes one iteration (n_envs episodes, 50,000 steps each here, longer than any
+    # shipped env's) before its carry; the high word the budget plus the last chunk's overshoot.
+    assert COUNT_BASE - 1 + MAX_N_ENVS * 50_000 <= INT32_MAX
+    assert (MAX_ENV_STEPS + MAX_LOG_INTERVAL + MAX_N_ENVS * 50_000) // COUNT_BASE <= INT32_MAX
+
+
+def test_the_wide_counter_counts_past_int32_and_reads_old_checkpoints():
+    import jax.numpy as jnp
+
+    from credo.engine.train import _widen_counters, count_add, count_float, count_value, count_wrapped
+
+    count = jnp.array([1, 2**30 - 5], jnp.int32)  # 2**31 - 5 steps
+    for _ in range(3):
+        count = count_add(count, 1_000_000)
+    assert int(count_value(count)) == 2**31 - 5 + 3_000_000  # past int32's 2**31 - 1
+    assert float(count_float(count)) == pytest.approx(2**31 + 2_999_995)
+    later = count_add(count, 200)
+    assert int(count_wrapped(later) - count_wrapped(count)) == 200  # differences survive the wrap
+    big = jnp.array([2**31 - 2, 5], jnp.int32)  # near the top of the high word: ~2.3e18 steps
+    assert int(count_value(big)) == (2**31 - 2) * 2**30 + 5
+    old = np.array([7, 2**31 - 1], np.int32)  # a checkpoint of before 2026-12-02: one int32 per seed
+    assert count_value(_widen_counters("env_steps", old, (2, 2))).tolist() == [7, 2**31 - 1]
+    assert _widen_counters("learner/updates", old, (2, 2)) is None
 
 
 def test_a_saved_config_out_of_range_is_refused_on_load(tmp_path):
@@ -275,7 +297,7 @@ ARGUMENTS = [
     ([*TRAIN, "--seeds", "-3"], "argument --seeds: must be at least 1"),
     ([*TRAIN, "--steps", "0"], "argument --steps: must be at least 1"),
     ([*TRAIN, "--steps", "-5"], "argument --steps: must be at least 1"),
-    ([*TRAIN, "--steps", "1e30"], "argument --steps: must be at most 2_000_000_000"),
+    ([*TRAIN, "--steps", "1e30"], "argument --steps: must be at most 1_000_000_000_000_000_000"),
     ([*TRAIN, "--steps", "2.5"], "argument --steps: expects a whole number"),
     (["rollout", "matrix:climbing", "--steps", "-5"], "argument --steps: must be at least 1"),
     (["rollout", "matrix:climbing", "--envs", "0"], "argument --envs: must be at least 1"),

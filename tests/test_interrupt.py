@@ -49,3 +49,20 @@ def test_a_signal_during_training_saves_the_finished_chunk_and_exits_130(tmp_pat
     chunks = [r["chunk"] for r in rows if "eval_index" not in r]
     assert meta["chunk"] == max(chunks) >= 3, (meta["chunk"], chunks)  # the last chunk written is saved
     assert not (run / "summary.json").exists()
+    if sig != signal.SIGINT:
+        return
+    # Resumed to a shorter budget: every chunk appears once, in order, and env steps follow chunks.
+    done = max(r["env_steps"] for r in rows)
+    resumed = subprocess.run(
+        [*cmd[:4], "--resume", str(run), "--steps", str(done + 8000), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"from its checkpoint at {done:,} env steps (chunk {meta['chunk']})" in resumed.stdout
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    train = [r for r in rows if "eval_index" not in r]
+    assert [r["chunk"] for r in train] == list(range(1, len(train) + 1))
+    steps = [r["env_steps"] for r in train]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps) and steps[-1] >= done + 8000

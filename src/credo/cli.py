@@ -232,6 +232,7 @@ def cmd_train(args) -> int:
         print(
             f"{cfg.algo} on {cfg.env}: {cfg.seeds} seed(s), {cfg.total_env_steps:,} env steps each -> {run_dir.path}"
         )
+        print(f"  memory: {resources.describe(trainer.memory_plan())}")
         if cfg.logger:
             print(f"  logging to {', '.join(cfg.logger)} in {run_dir.path / 'logs'}")
         summary = trainer.run(run_dir, progress=not args.no_progress)
@@ -251,7 +252,7 @@ def _resume(args) -> dict | None:
     from credo.config import save_config
     from credo.engine import resources
     from credo.engine.rundir import RunDir
-    from credo.engine.train import CHECKPOINT, Trainer
+    from credo.engine.train import CHECKPOINT, Trainer, count_value
 
     run_dir = RunDir(args.resume)
     cfg, changed = _resume_config(args)
@@ -266,7 +267,7 @@ def _resume(args) -> dict | None:
         )
         return trainer.run(run_dir, progress=not args.no_progress)
     state, meta = trainer.load(run_dir)
-    done = int(np.min(np.asarray(state.env_steps)))
+    done = int(np.min(count_value(state.env_steps)))
     if "total_env_steps" in changed and cfg.total_env_steps <= done:
         raise ValueError(
             f"{run_dir.path} has trained {done:,} env steps per seed; --steps {cfg.total_env_steps:,} would not "
@@ -386,7 +387,7 @@ def cmd_eval(args) -> int:
 
     from credo import stats
     from credo.engine.rundir import RunDir
-    from credo.engine.train import Trainer
+    from credo.engine.train import Trainer, count_value
 
     run_dir = RunDir(args.run_dir)
     overrides = [f"test_episodes={args.episodes}"] if args.episodes is not None else []
@@ -396,7 +397,7 @@ def cmd_eval(args) -> int:
         state, _ = trainer.load(run_dir, with_buffer=False)  # the replay buffer is not needed to act
         params, where = (
             state.learner.params,
-            f"checkpoint at {np.asarray(state.env_steps).tolist()} env steps",
+            f"checkpoint at {count_value(state.env_steps).tolist()} env steps",
         )
     else:
         import jax
@@ -723,7 +724,7 @@ def _count(text: str) -> int:
 
 
 def _env_steps(text: str) -> int:
-    """An argparse type: a training budget the engine's int32 env-step counter can hold."""
+    """An argparse type: a training budget the engine's env-step counter can hold."""
     from credo.engine.limits import ENV_STEPS_WHY, MAX_ENV_STEPS
 
     value = _count(text)

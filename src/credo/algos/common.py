@@ -24,10 +24,18 @@ LoggerName = Literal["csv", "tensorboard", "wandb"]  # the backends of credo.eng
 # Ranges of the engine's counters (credo.engine.limits says how they were chosen).
 EnvSteps = Annotated[int, Range(1, MAX_ENV_STEPS, why=ENV_STEPS_WHY)]
 LogInterval = Annotated[
-    int, Range(1, MAX_LOG_INTERVAL, why="a chunk may run this far past total_env_steps, on an int32 counter")
+    int,
+    Range(
+        1,
+        MAX_LOG_INTERVAL,
+        why="a chunk is the unit of logs, progress and Ctrl-C: longer ones report too rarely",
+    ),
 ]
 EnvCount = Annotated[
-    int, Range(1, MAX_N_ENVS, why="one iteration's episodes must fit the int32 env-step counter")
+    int,
+    Range(
+        1, MAX_N_ENVS, why="one iteration's env steps are counted in one int32 word before they are carried"
+    ),
 ]
 Seed = Annotated[int, Range(0, MAX_SEED, why="JAX keeps 32 bits of a seed: seed + i must stay below 2**32")]
 

@@ -5,6 +5,11 @@ can be read with ``numpy.load`` alone and a mismatch names the leaf. The tree st
 not stored: a run rebuilds its initial state from its config and fills the leaves in, so loading
 never unpickles anything. ``meta`` (JSON) rides along as the ``__meta__`` array.
 
+Why not Orbax (installed with Flax): its checkpoints are directories of many files written by
+background threads, and a reader needs Orbax; this format is one file, written and renamed in the
+training thread (a kill at any moment leaves the previous file whole, which the tests check), read
+by NumPy alone. Sharded multi-host arrays, where Orbax shines, are not what a run holds.
+
 Format 2 (named leaves) replaced format 1 (``leaf_00000``, ``leaf_00001``, ... in tree order) on
 2026-12-02; format 1 files still load into the same trees.
 """
@@ -104,12 +109,16 @@ def read_meta(path: str | Path, *, what: str = "checkpoint", fix: str = "") -> d
         return _meta(Path(path), data, what, fix or RESTART_HINT)
 
 
-def load_checkpoint(path: str | Path, template, *, what: str = "checkpoint", fix: str = RESTART_HINT):
+def load_checkpoint(
+    path: str | Path, template, *, what: str = "checkpoint", fix: str = RESTART_HINT, upgrade=None
+):
     """Returns ``(tree, meta)``: ``template``'s structure with the saved leaves.
 
     Raises CheckpointReadError, naming the file and the leaf, when the file is missing or damaged
     or its arrays do not fit ``template`` (a config changed after the run started); ``what`` names
-    the file's role and ``fix`` what to do about a damaged one, in the message.
+    the file's role and ``fix`` what to do about a damaged one, in the message. ``upgrade(name,
+    array, shape)`` may turn an array an older credo saved in another shape into ``shape`` (it
+    returns None where it cannot).
     """
     path = Path(path)
     names, (leaves, treedef) = leaf_names(template), jax.tree.flatten(template)
@@ -120,10 +129,10 @@ def load_checkpoint(path: str | Path, template, *, what: str = "checkpoint", fix
                 f"{path} was written by a newer credo (checkpoint format {meta['format']}); upgrade credo to read it."
             )
         stored = [k for k in data.files if k != META]
-        if meta.get("format", 1) == 1:  # leaf_00000, ... in the tree's order
-            names = [f"leaf_{i:05d}" for i in range(len(leaves))]
-        missing = [n for n in names if n not in data.files]
-        extra = [k for k in stored if k not in set(names)]
+        # Format 1 stored leaf_00000, ... in the tree's order; format 2 stores each under its name.
+        keys = [f"leaf_{i:05d}" for i in range(len(leaves))] if meta.get("format", 1) == 1 else names
+        missing = [n for n, k in zip(names, keys) if k not in data.files]
+        extra = [k for k in stored if k not in set(keys)]
         if missing or extra:
             raise CheckpointReadError(
                 f"{path} holds {len(stored)} arrays but this config builds {len(names)}"
@@ -132,11 +141,14 @@ def load_checkpoint(path: str | Path, template, *, what: str = "checkpoint", fix
                 + "; was the run's config.yaml changed after it was written?"
             )
         try:
-            saved = [data[n] for n in names]
+            saved = [data[k] for k in keys]
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
             raise _damaged(path, err, what, fix) from None
     meta.pop("format", None)  # the caller gets the meta it saved
-    for name, s, t in zip(names, saved, leaves):
+    for i, (name, s, t) in enumerate(zip(names, saved, leaves)):
+        upgraded = upgrade(name, s, np.shape(t)) if s.shape != np.shape(t) and upgrade is not None else None
+        if upgraded is not None:
+            s = saved[i] = upgraded
         if s.shape != np.shape(t):
             raise CheckpointReadError(
                 f"{path}: array {name} has shape {s.shape}, the run's config builds {np.shape(t)}; "

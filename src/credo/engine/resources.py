@@ -29,6 +29,12 @@ def size(nbytes: float) -> str:
     return f"{int(nbytes)} B"
 
 
+def describe(plan: dict) -> str:
+    """``plan`` (from ``Trainer.memory_plan``) in a line: what the run holds and writes per checkpoint."""
+    buffer = f", of which the replay buffer {size(plan['buffer'])}" if plan["buffer"] else ""
+    return f"training state {size(plan['state'])}{buffer}; each checkpoint writes about as much"
+
+
 def host_memory_available() -> int | None:
     """Bytes of RAM available to a new allocation (Linux MemAvailable), or None if unknown."""
     try:

@@ -48,8 +48,41 @@ class TrainState(NamedTuple):
     learner: NamedTuple  # the learner's state (LearnerState, PPOState)
     buffer: EpisodeBuffer | None  # replay buffer of off-policy learners (None for on-policy ones)
     key: jax.Array  # uint32[2] raw PRNG key (serialisable)
-    env_steps: jax.Array  # [] int32
-    episodes: jax.Array  # [] int32
+    env_steps: jax.Array  # [2] int32: a wide counter (count_add, count_value)
+    episodes: jax.Array  # [2] int32: a wide counter
+
+
+# Env steps and episodes are counted in two int32 words, high and low (JAX computes in 32 bits
+# unless x64 is on everywhere): high * 2**30 + low holds 2**61 steps, where one int32 overflowed
+# after 2.1e9, a budget a GPU run can reach.
+COUNT_BASE = 2**30
+
+
+def count_zero() -> jax.Array:
+    return jnp.zeros(2, jnp.int32)
+
+
+def count_add(count: jax.Array, n) -> jax.Array:
+    """``count`` + ``n`` (``n`` < 2**30, one iteration's steps), carried into the high word."""
+    low = count[..., 1] + n
+    return jnp.stack([count[..., 0] + low // COUNT_BASE, low % COUNT_BASE], -1).astype(jnp.int32)
+
+
+def count_float(count: jax.Array) -> jax.Array:
+    """The count as a float32 (exact up to 2**24, then to float32's precision): for schedules."""
+    return count[..., 0].astype(jnp.float32) * COUNT_BASE + count[..., 1].astype(jnp.float32)
+
+
+def count_wrapped(count: jax.Array) -> jax.Array:
+    """The count modulo 2**32 as an int32: differences of two counts less than 2**31 apart are
+    exact (learners compare episodes seen with when the target was last copied)."""
+    return count[..., 0] * COUNT_BASE + count[..., 1]  # int32 arithmetic wraps
+
+
+def count_value(count) -> np.ndarray:
+    """Host counts (``[..., 2]`` words) as int64."""
+    c = np.asarray(count).astype(np.int64)
+    return c[..., 0] * COUNT_BASE + c[..., 1]
 
 
 class TrainingDiverged(ValueError):
@@ -123,8 +156,8 @@ class Trainer:
                     self.learner.init(k_init),
                     None if self.on_policy else buffer_init(self.spec, self.cfg.buffer_size),
                     k_run,
-                    jnp.zeros((), jnp.int32),
-                    jnp.zeros((), jnp.int32),
+                    count_zero(),
+                    count_zero(),
                 )
             )
         return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
@@ -139,11 +172,12 @@ class Trainer:
         return jax.tree.map(np.asarray, tree)
 
     def epsilon(self, env_steps):
-        """The exploration rate at ``env_steps`` (NaN for learners that explore otherwise)."""
+        """The exploration rate at ``env_steps`` (a wide count, ``[..., 2]``; NaN for learners that
+        explore otherwise)."""
         cfg = self.cfg
         if not self.learner.explores_with_epsilon:
-            return jnp.full(jnp.shape(env_steps), jnp.nan, jnp.float32)
-        frac = jnp.minimum(env_steps / max(cfg.epsilon_anneal_steps, 1), 1.0)
+            return jnp.full(jnp.shape(env_steps)[:-1], jnp.nan, jnp.float32)
+        frac = jnp.minimum(count_float(env_steps) / max(cfg.epsilon_anneal_steps, 1), 1.0)
         return cfg.epsilon_start + (cfg.epsilon_finish - cfg.epsilon_start) * frac
 
     # --- one seed, pure -------------------------------------------------------------
@@ -173,14 +207,14 @@ class Trainer:
     def _learn(self, ts: TrainState, collected, key, k_update):
         """Learns from one collected batch: (batch, stats[, recorded])."""
         batch, stats = collected[0], collected[1]
-        episodes = ts.episodes + self.cfg.n_envs
+        episodes = count_add(ts.episodes, self.cfg.n_envs)
         if self.on_policy:
             learner, metrics = self.learner.update(ts.learner, batch, collected[2], k_update)
             buffer = None
         else:
             buffer = buffer_add(ts.buffer, batch)
-            learner, metrics = self._train_on_buffer(ts.learner, buffer, k_update, episodes)
-        new = TrainState(learner, buffer, key, ts.env_steps + stats.lengths.sum(), episodes)
+            learner, metrics = self._train_on_buffer(ts.learner, buffer, k_update, count_wrapped(episodes))
+        new = TrainState(learner, buffer, key, count_add(ts.env_steps, stats.lengths.sum()), episodes)
         return new, metrics
 
     def _chunk_fn(self, ts: TrainState):
@@ -302,7 +336,7 @@ class Trainer:
         # The device copy is the truth (donated to each chunk); only counters come
         # back each chunk, the whole state (replay buffer included) only for checkpoints.
         dev = self.to_devices(state)
-        steps = self.from_devices(dev.env_steps)
+        steps = count_value(self.from_devices(dev.env_steps))
         bar = _progress(cfg.total_env_steps, int(steps.min()), progress, f"{cfg.algo} {cfg.env}")
         first, chunks_here = True, 0
         try:
@@ -311,7 +345,7 @@ class Trainer:
                     self._record_eval(dev, meta, run_dir)
                 t0 = time.perf_counter()
                 dev, out = chunk_fn(dev)
-                new_steps = self.from_devices(dev.env_steps)  # waits for the chunk
+                new_steps = count_value(self.from_devices(dev.env_steps))  # waits for the chunk
                 elapsed = time.perf_counter() - t0
                 prev, steps_done, steps = steps, int(np.sum(new_steps - steps)), new_steps
                 meta["chunk"] += 1
@@ -325,7 +359,12 @@ class Trainer:
                 rate = meta["train_steps"] / meta["train_seconds"] if meta["train_seconds"] else float("nan")
                 out = self.from_devices(out)
                 run_dir.write_chunk(
-                    meta["chunk"], steps, self.from_devices(dev.episodes), out, rate, self.with_won
+                    meta["chunk"],
+                    steps,
+                    count_value(self.from_devices(dev.episodes)),
+                    out,
+                    rate,
+                    self.with_won,
                 )
                 self._stop_if_diverged(out[1], dev, meta["chunk"], prev, steps)
                 if int(steps.min()) >= meta["next_save"]:
@@ -412,7 +451,7 @@ class Trainer:
 
     def _record_eval(self, dev: TrainState, meta: dict, run_dir: RunDir) -> None:
         stats = self.evaluate(dev.learner.params, len(meta["evals"]))
-        steps = self.from_devices(dev.env_steps)
+        steps = count_value(self.from_devices(dev.env_steps))
         returns = np.asarray(stats.returns)  # [seeds, test_episodes]
         entry = {
             "chunk": meta["chunk"],
@@ -457,9 +496,9 @@ class Trainer:
         template = jax.eval_shape(self.init_state)
         last, fix = run_dir.path / CHECKPOINT, _restart_hint(run_dir)
         if template.buffer is None or read_meta(last, fix=fix).get("format", 1) == 1:  # format 1: one file
-            state, meta = load_checkpoint(last, template, fix=fix)
+            state, meta = load_checkpoint(last, template, fix=fix, upgrade=_widen_counters)
             return (state if with_buffer else state._replace(buffer=None)), meta
-        state, meta = load_checkpoint(last, template._replace(buffer=None), fix=fix)
+        state, meta = load_checkpoint(last, template._replace(buffer=None), fix=fix, upgrade=_widen_counters)
         if not with_buffer:
             return state, meta
         buffer, _ = load_checkpoint(
@@ -488,6 +527,13 @@ class Trainer:
         shapes = jax.eval_shape(self.init_state)
         size = lambda tree: sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(tree))  # noqa: E731
         return {"state": size(shapes), "buffer": size(shapes.buffer) if shapes.buffer is not None else 0}
+
+
+def _widen_counters(name: str, saved: np.ndarray, shape: tuple) -> np.ndarray | None:
+    """Checkpoints written before 2026-12-02 counted env steps and episodes in one int32 per seed."""
+    if name in ("env_steps", "episodes") and saved.shape + (2,) == tuple(shape):
+        return np.stack([saved // COUNT_BASE, saved % COUNT_BASE], -1).astype(np.int32)
+    return None
 
 
 def _restart_hint(run_dir: RunDir) -> str:
