@@ -4,8 +4,13 @@ Runs ``credo qllm generate ENV`` for the climbing game, an LBF map and MPE simpl
 spread (K candidates x R rounds, bounded retries), then reads each artifact
 (or ``failed.json``) and records: candidates that passed per round, tries,
 the rejection reasons by check, wall-clock, LLM calls, and whether the loop
-ended with a valid TFCAF. The default model is the embedded SmolLM2-135M;
-``--backend openai --model ... --base-url ...`` reruns it with a stronger one.
+ended with a valid TFCAF, the share of all generated candidates (first tries and
+regenerations) that passed the checks (the checks of ``credo qllm check``), how
+many of the passing ones are distinct, seconds per candidate, and whether
+``credo qllm check`` accepts the final artifact. The default model is the
+embedded SmolLM2-135M, decoding under the TFCAF grammar (``--grammar auto``;
+``--grammar off`` measures free generation); ``--backend openai --model ...
+--base-url ...`` reruns it with a stronger one.
 
     python benchmarks/qllm_generation.py                # writes benchmarks/results/qllm_generation.{json,md}
 """
@@ -37,11 +42,12 @@ def main() -> None:
     p.add_argument("--backend", default="local")
     p.add_argument("--model")
     p.add_argument("--base-url")
+    p.add_argument("--grammar", default="auto", choices=["auto", "on", "off"])
     p.add_argument("--out", type=Path, default=Path("runs/qllm_generation"))
     p.add_argument("--markdown-only", action="store_true", help="rewrite the .md from the recorded .json")
     args = p.parse_args()
     if args.markdown_only:
-        write_markdown(json.loads((RESULTS / "qllm_generation.json").read_text()))
+        write_markdown(json.loads((RESULTS / f"{result_name(args.grammar)}.json").read_text()))
         return
     rows = []
     for env in args.envs:
@@ -60,6 +66,7 @@ def main() -> None:
         cmd += ["--backend", args.backend, "--cache", str(args.out / "cache")]
         cmd += ["--model", args.model] if args.model else []
         cmd += ["--base-url", args.base_url] if args.base_url else []
+        cmd += ["--grammar", args.grammar]
         t0 = time.perf_counter()
         proc = run_bounded(cmd, capture_output=True, text=True)  # dies with this script
         wall = time.perf_counter() - t0
@@ -67,6 +74,12 @@ def main() -> None:
         doc_path = out if out.exists() else out.with_name("failed.json")
         doc = json.loads(doc_path.read_text())
         tries = [len(c["attempts"]) for r in doc["rounds"] for c in r["candidates"]]
+        attempts = [a for r in doc["rounds"] for c in r["candidates"] for a in c["attempts"]]
+        passed = [a["code"] for a in attempts if a["report"]["passed"]]
+        final_check = None
+        if doc["code"] is not None:  # the artifact through `credo qllm check`, as a user would
+            chk = run_bounded([*CREDO, "qllm", "check", env, str(out)], capture_output=True, text=True)
+            final_check = chk.returncode == 0
         reasons = Counter(
             a["report"]["reason"].split(":", 1)[0]
             for r in doc["rounds"]
@@ -81,6 +94,13 @@ def main() -> None:
                 passed_per_round=doc["passed_per_round"],
                 candidates_per_round=args.candidates,
                 tries=sum(tries),
+                passed_tries=len(passed),
+                valid_share=round(len(passed) / max(1, len(attempts)), 3),
+                distinct_passed=len(set(passed)),
+                seconds_per_candidate=round((wall - doc["model_load_seconds"]) / max(1, len(attempts)), 1),
+                llm_seconds_per_candidate=round(doc["llm_seconds"] / max(1, len(attempts)), 1),
+                constrained=doc.get("constrained", False),
+                final_artifact_passes_credo_qllm_check=final_check,
                 rejections_by_check=dict(reasons),
                 gamma=doc["gamma"],
                 gamma_note=doc["gamma_note"],
@@ -103,46 +123,70 @@ def main() -> None:
         "machine": machine(),
         "model": model,
         "settings": {
-            k: getattr(args, k) for k in ("candidates", "rounds", "retries", "max_tokens", "backend")
+            k: getattr(args, k)
+            for k in ("candidates", "rounds", "retries", "max_tokens", "backend", "grammar")
         },
         "rows": rows,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "qllm_generation.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{result_name(args.grammar)}.json").write_text(json.dumps(result, indent=2) + "\n")
     write_markdown(result)
 
 
+def result_name(grammar: str) -> str:
+    """Results of free generation (``--grammar off``) are kept apart from the constrained ones."""
+    return "qllm_generation_free" if grammar == "off" else "qllm_generation"
+
+
 def write_markdown(result: dict) -> None:
-    """The table of ``qllm_generation.md`` from the JSON record."""
-    args = argparse.Namespace(**result["settings"])
+    """The table of ``qllm_generation.md`` (or ``_free.md``) from the JSON record."""
+    args = argparse.Namespace(**{"grammar": "off", **result["settings"]})
     rows = result["rows"]
     model = result["model"]
     m = result["machine"]
+    constrained = any(r.get("constrained") for r in rows)
+    how = (
+        "decoding under the TFCAF grammar (`--grammar auto`)"
+        if constrained
+        else "free generation (no grammar; `--grammar off`)"
+    )
     lines = [
         f"# QLLM coder-evaluator loop with {model} ({result['date'][:10]}, {m['cpu']}, {m['cores']} cores)",
         "",
         f"{args.rounds} rounds x {args.candidates} candidates, up to {args.retries} regenerations of a rejected "
-        f"candidate, {args.max_tokens} tokens per candidate; the same model is coder and evaluator. "
+        f"candidate, {args.max_tokens} tokens per candidate, {how}; the same model is coder and evaluator. "
         f"Load average at the end: {m['load_average_1m']:.1f} (other jobs shared the 2 cores). "
-        "Produced by `python benchmarks/qllm_generation.py`.",
+        f"Produced by `python benchmarks/qllm_generation.py{'' if constrained else ' --grammar off'}`.",
         "",
         "Wall-clock is the whole command: loading the model, generating, and the sandbox checks; "
-        "generation 0 s means every reply came from the response cache of an earlier identical run.",
+        "generation 0 s means every reply came from the response cache of an earlier identical run. "
+        "Valid share: generated candidates (first tries and regenerations) that passed every check, the checks "
+        "of `credo qllm check`; distinct: different passing functions. Seconds per candidate: wall-clock less "
+        "the model load, per generated candidate (generation, checks, the evaluator); LLM s/cand.: the LLM's "
+        "time alone.",
         "",
-        "| env | valid TFCAF at the end | passed per round (of K) | tries | rejections by check | gamma "
-        "| wall-clock (s) | model load (s) | generation (s) | LLM calls |",
-        "|---|---|---|---:|---|---:|---:|---:|---:|---:|",
+        "| env | valid TFCAF at the end | `credo qllm check` on it | passed per round (of K) | valid share "
+        "| distinct passing | tries | rejections by check | gamma | wall-clock (s) | model load (s) "
+        "| generation (s) | s per candidate | LLM s/cand. | LLM calls |",
+        "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         rej = ", ".join(
             f"{k}: {v}" for k, v in sorted(r["rejections_by_check"].items(), key=lambda kv: -kv[1])
         )
+        check = {True: "passes", False: "fails", None: "-"}[r.get("final_artifact_passes_credo_qllm_check")]
+        share = r.get("valid_share")
+        if share is None:  # records from before these columns: every try was rejected
+            share = 0.0 if not r["valid"] else None
         lines.append(
-            f"| {r['env']} | {'yes' if r['valid'] else 'no'} | {r['passed_per_round']} | {r['tries']} | {rej} | "
-            f"{r['gamma']} | {r['seconds']:.0f} | {r['model_load_seconds']:.0f} | {r['llm_seconds']:.0f} | "
-            f"{r['llm_calls']} |"
+            f"| {r['env']} | {'yes' if r['valid'] else 'no'} | {check} | {r['passed_per_round']} | "
+            f"{'-' if share is None else f'{100 * share:.0f}%'} | {r.get('distinct_passed', 0)} | {r['tries']} | "
+            f"{rej or '-'} | {r['gamma']} | {r['seconds']:.0f} | {r['model_load_seconds']:.0f} | "
+            f"{r['llm_seconds']:.0f} | {r.get('seconds_per_candidate', '-')} | "
+            f"{r.get('llm_seconds_per_candidate', '-')} | {r['llm_calls']} |"
         )
-    (RESULTS / "qllm_generation.md").write_text("\n".join(lines) + "\n")
+    name = result_name(args.grammar if not constrained else "auto")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
