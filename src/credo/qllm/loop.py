@@ -308,7 +308,9 @@ def run_qllm(
     advice, chosen, history = "", None, []
     for r in range(rounds):
         start = time.perf_counter()
-        prompt = coder_messages(task, req, advice, chosen)
+        # under the grammar the previous pick is not shown: the 135M coder copied it verbatim into every
+        # candidate of the next round (3 of 3 in rounds 2 and 3 on the climbing game); the advice is kept
+        prompt = coder_messages(task, req, advice, chosen if c is None else None)
         replies = coder.generate(
             [*prompt, *prefill],
             Sampling(
