@@ -73,7 +73,7 @@ def measure(
     import numpy as np
 
     from credo.algos import PPOConfig, config_class
-    from credo.engine.train import Trainer
+    from credo.engine.train import Trainer, count_value
 
     settings = {**SETTINGS[setting], **(extra or {})} if setting in SETTINGS else dict(extra or {})
     cls = config_class(algo)
@@ -85,12 +85,12 @@ def measure(
     state = tr.to_devices(tr.init_state())
     t0 = time.perf_counter()
     state, _ = tr._chunk(state)
-    first_steps = tr.from_devices(state.env_steps)
+    first_steps = count_value(tr.from_devices(state.env_steps))
     first = time.perf_counter() - t0
     steps, t0, chunks = 0, time.perf_counter(), 0
     while time.perf_counter() - t0 < seconds or chunks < 2:
         state, _ = tr._chunk(state)
-        now_steps = tr.from_devices(state.env_steps)
+        now_steps = count_value(tr.from_devices(state.env_steps))
         steps += int(np.sum(now_steps - first_steps))
         first_steps = now_steps
         chunks += 1

@@ -11,7 +11,7 @@ from credo.algos.value import ValueConfig
 from credo.buffers.episode import empty_batch
 from credo.credit.td import td_lambda_targets
 from credo.engine.rundir import RunDir
-from credo.engine.train import Trainer
+from credo.engine.train import Trainer, count_value
 from credo.envs.core import EnvSpec
 from credo.networks.policy_head import OrderPreservingTransform, PolicyMLP
 
@@ -363,7 +363,7 @@ def _matrix_cfg(algo, **kw):
 def _greedy_joints(cfg):
     tr = Trainer(cfg)
     state = tr.to_devices(tr.init_state())
-    while int(np.min(tr.from_devices(state.env_steps))) < cfg.total_env_steps:
+    while int(np.min(count_value(tr.from_devices(state.env_steps)))) < cfg.total_env_steps:
         state, _ = tr._chunk(state)
     params = tr.from_devices(state.learner.params)
     _, ts = tr.env.reset(jax.random.PRNGKey(0))

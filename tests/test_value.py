@@ -13,7 +13,7 @@ import pytest
 from credo.algos.value import ValueConfig, ValueLearner, epsilon_greedy
 from credo.credit.td import td_lambda_targets
 from credo.engine.rundir import RunDir
-from credo.engine.train import Trainer, params_digest
+from credo.engine.train import Trainer, count_value, params_digest
 from credo.envs.core import EnvSpec
 from credo.mixers import make_mixer
 
@@ -188,7 +188,7 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 def _greedy_joint_actions(cfg):
     tr = Trainer(cfg)
     state = tr.to_devices(tr.init_state())
-    while int(np.min(tr.from_devices(state.env_steps))) < cfg.total_env_steps:
+    while int(np.min(count_value(tr.from_devices(state.env_steps)))) < cfg.total_env_steps:
         state, _ = tr._chunk(state)
     params = tr.from_devices(state.learner.params)
     joint = []
