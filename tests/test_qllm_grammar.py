@@ -393,3 +393,26 @@ def test_unconstrained_requests_keep_their_cache_keys(tmp_path):
 
     rows = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert "grammar" not in rows[0]["sampling"] and rows[1]["sampling"]["grammar"] == 'root ::= "x"'
+
+
+def test_grammar_modes_pick_the_constraint_per_backend():
+    from credo.llm.base import LLMError
+    from credo.qllm.loop import constraint_for_backend
+
+    env = ENVS["mpe:simple_spread"]
+    local = SimpleNamespace(backend=SimpleNamespace(name="local"))
+    plain = SimpleNamespace(backend=SimpleNamespace(name="openai", grammar_field=None))
+    vllm = SimpleNamespace(backend=SimpleNamespace(name="openai", grammar_field="guided_grammar"))
+    c = constraint_for_backend("auto", local, env)
+    assert c.prefill and "landmark_dist" in c.head and c.grammar(1).startswith('root ::= "    score = "')
+    assert constraint_for_backend("off", local, env) is None
+    assert constraint_for_backend("auto", plain, env) is None
+    with pytest.raises(LLMError, match="CREDO_LLM_GRAMMAR_FIELD"):
+        constraint_for_backend("on", plain, env)
+    served = constraint_for_backend("auto", vllm, env)
+    assert not served.prefill and served.grammar(1).startswith(
+        'root ::= "```python\\ndef tfcaf(agent_qs, state):'
+    )
+    # a server's reply is the whole fenced function: what the loop extracts passes the whitelist
+    sentence = G.tfcaf_grammar(served.fields, 1, head=served.head).sample(random.Random(0))
+    check_source(extract_code(served.reply(sentence)), "tfcaf", 2)
