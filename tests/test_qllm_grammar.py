@@ -416,3 +416,27 @@ def test_grammar_modes_pick_the_constraint_per_backend():
     # a server's reply is the whole fenced function: what the loop extracts passes the whitelist
     sentence = G.tfcaf_grammar(served.fields, 1, head=served.head).sample(random.Random(0))
     check_source(extract_code(served.reply(sentence)), "tfcaf", 2)
+
+
+@pytest.mark.slow
+def test_the_embedded_model_decodes_under_the_grammar():
+    """SmolLM2-135M through LLM.generate: the shared prompt pass, the grammar processor, the seeding."""
+    from credo.llm import make_llm
+    from credo.llm.base import Sampling
+    from credo.qllm.loop import coder_messages
+
+    llm = make_llm("local", cache_dir=False)
+    env = ENVS["lbf:Foraging-8x8-2p-3f-v3"]
+    c = Constraint(T.state_view(env), T.examples_for(env))
+    req = constrained_requirements(env.n_agents, env.state_dim, 1, c)
+    messages = [
+        *coder_messages("Level-Based Foraging.", req, "", None),
+        {"role": "assistant", "content": c.head},
+    ]
+    sampling = Sampling(n=3, temperature=0.7, max_tokens=200, seed=0, grammar=c.grammar(1))
+    out = llm.generate(messages, sampling)
+    assert len(out) == 3
+    for text in out:
+        assert text.endswith(G.FENCE_END)
+        check_source(extract_code(c.reply(text)), "tfcaf", 2)
+    assert llm.generate(messages, sampling) == out  # seeded, the shared prompt pass included
