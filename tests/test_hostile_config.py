@@ -111,10 +111,16 @@ def test_ranges_that_cannot_work_are_the_class_authors_error():
 
 
 def _classes():
-    from credo.algos import PPOConfig, RunConfig, ValueConfig
+    from credo.algos import MaxEntConfig, PPOConfig, RunConfig, ValueConfig
     from credo.ricl.ricol import RICOLConfig
 
-    return {"run": RunConfig, "value": ValueConfig, "ppo": PPOConfig, "ricol": RICOLConfig}
+    return {
+        "run": RunConfig,
+        "value": ValueConfig,
+        "me": MaxEntConfig,
+        "ppo": PPOConfig,
+        "ricol": RICOLConfig,
+    }
 
 
 BAD = [
@@ -156,7 +162,7 @@ BAD = [
     ("value", "target_update_interval=0", "must be >= 1"),
     ("value", "hidden_dim=0", "must be >= 1"),
     ("value", "tfcaf_gamma=2", "must be in [0, 1]"),
-    ("value", "alpha=0", "must be > 0"),
+    ("me", "alpha=0", "must be > 0"),
     ("value", "target_entropy_per_agent=.nan", "write a finite number"),
     # PPO and dependence graphs
     ("ppo", "n_envs=0", "must be in [1, 10_000]"),

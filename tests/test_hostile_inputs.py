@@ -203,11 +203,7 @@ def test_a_missing_or_damaged_replay_buffer_is_one_line(run, tmp_path):
 
 
 def test_a_checkpoint_that_does_not_fit_the_config_names_the_array(run):
-    cfg = (
-        _cfg(agent_hidden=(16,))
-        if "agent_hidden" in ValueConfig.__dataclass_fields__
-        else _cfg(hidden_dim=16)
-    )
+    cfg = _cfg(hidden_dim=16)
     with pytest.raises(CheckpointReadError, match=r"array learner/params/agent/params/.* has shape"):
         Trainer(cfg).load(RunDir(run))
 

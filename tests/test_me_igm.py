@@ -5,9 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from credo.algos import MaxEntLearner, make_learner
+from credo.algos import MaxEntConfig, MaxEntLearner, config_class, make_learner
 from credo.algos.me_igm import soft_td_targets
-from credo.algos.value import ValueConfig
 from credo.buffers.episode import empty_batch
 from credo.credit.td import td_lambda_targets
 from credo.engine.rundir import RunDir
@@ -118,7 +117,7 @@ def test_the_mlp_ablation_does_not_keep_the_order():
 
 def _learner(**kw):
     spec = EnvSpec(n_agents=N, obs_dim=4, state_dim=S, n_actions=A, episode_limit=6)
-    cfg = ValueConfig(algo="me-qmix", mixer="qmix", **kw)
+    cfg = MaxEntConfig(algo="me-qmix", mixer="qmix", **kw)
     learner = make_learner(cfg, spec)
     assert isinstance(learner, MaxEntLearner)
     return learner, spec
@@ -313,7 +312,7 @@ def test_learner_target_takes_the_replayed_actions_log_pi_only_when_asked():
     fixed = jnp.array([0.0, 0.0, -big]) * alpha  # logits / alpha = (0, 0, -30)
     targets = {}
     for form in ("sampled", "replayed"):
-        cfg = ValueConfig(
+        cfg = MaxEntConfig(
             algo="me-qmix",
             mixer="qmix",
             alpha=alpha,
@@ -338,12 +337,12 @@ def test_learner_target_takes_the_replayed_actions_log_pi_only_when_asked():
 def test_me_learner_needs_a_mixer():
     spec = EnvSpec(n_agents=2, obs_dim=2, state_dim=2, n_actions=3, episode_limit=1)
     with pytest.raises(ValueError, match="needs an IGM mixer"):
-        make_learner(ValueConfig(algo="me-qmix", mixer=None), spec)
+        make_learner(MaxEntConfig(algo="me-qmix", mixer=None), spec)
     # Eq. 2.2 is one block: stacking needs the skip form (float32 ties otherwise).
     with pytest.raises(ValueError, match="opt_form=skip"):
-        make_learner(ValueConfig(algo="me-qmix", opt_layers=2), spec)
+        make_learner(MaxEntConfig(algo="me-qmix", opt_layers=2), spec)
     assert isinstance(
-        make_learner(ValueConfig(algo="me-qmix", opt_form="skip", opt_layers=2), spec), MaxEntLearner
+        make_learner(MaxEntConfig(algo="me-qmix", opt_form="skip", opt_layers=2), spec), MaxEntLearner
     )
 
 
@@ -353,7 +352,7 @@ def _matrix_cfg(algo, **kw):
 
     overrides = [f"{k}={v}" for k, v in kw.items()]
     return load_config(
-        ValueConfig,
+        config_class(algo),
         config_files(algo, "matrix:me-igm"),
         overrides,
         base={"algo": algo, "env": "matrix:me-igm"},
@@ -418,7 +417,7 @@ def test_me_algorithms_train_on_every_env_family(tmp_path, algo, env, extra):
         "log_interval=100",
         *extra,
     ]
-    cfg = load_config(ValueConfig, config_files(algo, env), overrides, base={"algo": algo, "env": env})
+    cfg = load_config(config_class(algo), config_files(algo, env), overrides, base={"algo": algo, "env": env})
     tr = Trainer(cfg)
     run = RunDir.create(cfg, tmp_path, "r")
     summary = tr.run(run, progress=False)

@@ -25,27 +25,20 @@ def _envs():
     return envs
 
 
-ALGORITHMS = {
-    "iql": "independent Q-learning (no mixer)",
-    "vdn": "value decomposition networks: Q_tot = sum Q_i",
-    "qmix": "monotone mixing by hypernetworks",
-    "qplex": "duelling mixing, IGM-complete",
-    "qllm": "a credit function written by an LLM (or by hand) in place of the mixer: --set tfcaf=PATH",
-    "me-qmix": "ME-IGM on QMIX: soft policies through order-preserving transformations",
-    "me-qplex": "ME-IGM on QPLEX",
-    "ippo": "independent PPO: per-agent critics on local observations (reward_mode=global|local)",
-    "mappo": "multi-agent PPO: a centralised critic on the global state (reward_mode=global|local)",
-    "ippo-dg": "IPPO with dependence-graph credit over local rewards",
-    "mappo-dg": "MAPPO with dependence-graph credit over local rewards",
-    "ricol": "an LLM policy fine-tuned on RICL's in-context credit (text envs: keydoor, babyai:<task>)",
-    "rwr": "an LLM policy fine-tuned by reward-weighted regression on whole episodes (text envs)",
-    "reflexion": "an LLM policy with trajectory-level lessons in its prompt, no training (text envs)",
-}
+def _algorithm_docs() -> dict[str, str]:
+    """The registered algorithms' one-line docs, plugins' included (credo.algos.registry)."""
+    from credo.algos import algorithms
+
+    return {k: a.doc for k, a in algorithms().items()}
+
+
+def __getattr__(name: str):
+    if name == "ALGORITHMS":  # the name this module had for them, for code that imports it
+        return _algorithm_docs()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def config_root():
-    from pathlib import Path
-
     return Path(__file__).parent / "configs"
 
 
@@ -57,26 +50,16 @@ def config_files(algo: str, env_key: str) -> list:
     ``configs/tuned/<family>/<algo>.yaml`` where it exists: settings a source tuned for that
     algorithm on that family (e.g. the EPyMARL benchmark paper's LBF tables), each file naming it.
     """
-    import difflib
+    from credo.api import config_files as files
 
-    from credo.algos.ppo import PPO_ALGOS
-    from credo.config import ConfigError
+    return files(algo, env_key)
 
-    root = config_root()
-    algo_file = root / "algos" / f"{algo}.yaml"
-    if algo not in ALGORITHMS or not algo_file.exists():
-        close = difflib.get_close_matches(algo, list(ALGORITHMS), n=2)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown algorithm {algo!r}.{hint} Algorithms: {', '.join(ALGORITHMS)}.")
-    files = [algo_file]
-    env_dir = root / "envs" / ("ppo" if algo in PPO_ALGOS else "")
-    env_file = env_dir / f"{env_key.split(':', 1)[0]}.yaml"
-    if env_file.exists():
-        files.append(env_file)
-    tuned = root / "tuned" / env_key.split(":", 1)[0] / f"{algo}.yaml"
-    if tuned.exists():
-        files.append(tuned)
-    return files
+
+def load_run_config(run_dir, overrides=()):
+    """The config of an existing run directory (``credo.api.load_run_config``)."""
+    from credo.api import load_run_config as load
+
+    return load(run_dir, overrides)
 
 
 def _print_summary(summary: dict, path) -> None:
@@ -95,67 +78,20 @@ def _print_summary(summary: dict, path) -> None:
     )
 
 
-def load_run_config(run_dir, overrides=()):
-    """The config of an existing run directory, as the class its algorithm uses.
-
-    A missing, unreadable or hand-damaged ``config.yaml`` is a one-line ValueError naming the file
-    (and line) and what to do, never a YAML traceback.
-    """
-    from pathlib import Path
-
-    import yaml
-
-    from credo.algos import config_class
-    from credo.config import ConfigError, load_config
-
-    run, path = Path(run_dir), Path(run_dir) / "config.yaml"
-    if not run.is_dir():
-        raise ValueError(
-            f"{run} is not a run directory ({'a file' if run.exists() else 'it does not exist'})."
-        )
-    if not path.exists():
-        raise ValueError(f"{run} is not a run directory (no config.yaml).")
-    fix = f"{path} is the run's resolved config, written when it started: repair it, or start a new run"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path} cannot be read ({first}); {fix}.") from None
-    if not isinstance(data, dict) or not isinstance(data.get("algo"), str):
-        raise ValueError(f"{path} does not hold a config (no 'algo: NAME' mapping at its top level); {fix}.")
-    if data["algo"] not in ALGORITHMS:
-        raise ValueError(f"{path} names an unknown algorithm {data['algo']!r}; {fix}.")
-    try:
-        return load_config(config_class(data["algo"]), [path], list(overrides))
-    except ConfigError as err:
-        if any(str(err).startswith(p) for p in ("--set", "override")):
-            raise
-        raise ValueError(f"{err} ({fix})") from None
+def _print_ricol_summary(s: dict, path) -> None:
+    ci = s["final_test_success_ci95"]
+    print(f"\n{s['algo']} on {s['env']}: {len(s['seeds'])} seed(s), run in {path}")
+    print(f"  final test success per seed: {', '.join(f'{x:.0%}' for x in s['final_test_success'])}")
+    print(
+        f"  IQM {s['final_test_success_iqm']:.0%} (95% CI {ci[0]:.0%} .. {ci[1]:.0%}) after {s['env_steps_done']} env steps"
+    )
+    if s["seconds_per_iteration"]:
+        parts = ", ".join(f"{k} {v:.0f} s" for k, v in s["seconds_per_iteration_parts"].items())
+        print(f"  {s['seconds_per_iteration']:.0f} s per iteration ({parts}); feedback {s['feedback']}")
 
 
-# Settings a resumed run may change: when and how it evaluates, logs and saves, and its budget.
-# Anything else would make it a different experiment than the one its checkpoint continues.
-RESUME_SAFE_FIELDS = (
-    "total_env_steps",
-    "test_interval",
-    "test_episodes",
-    "log_interval",
-    "save_interval",
-    "keep_snapshots",
-    "logger",
-)
-
-
-def _resume_config(args):
-    """The config of ``--resume``'s run with the changes ``--steps`` / ``--set`` may make to it.
-
-    ALGO and ENV, if given, must be the run's. ``--seeds``, ``--name`` and fields outside
-    ``RESUME_SAFE_FIELDS`` would change the experiment or its place and are refused. Returns
-    ``(cfg, changed)``, ``changed`` naming the fields that differ from the run's config.yaml.
-    """
-    from credo.config import to_dict
-
-    cfg = load_run_config(args.resume)
+def _check_resume_args(args, cfg) -> None:
+    """``--resume`` continues the run as it is: ALGO/ENV must be its own; --seeds and --name cannot change."""
     for given, name in ((args.algo, "algo"), (args.env, "env")):
         if given is not None and given != getattr(cfg, name):
             raise ValueError(
@@ -169,169 +105,42 @@ def _resume_config(args):
         )
     if args.name is not None:
         raise ValueError("--name names a new run directory; with --resume the run directory is RUN_DIR.")
-    overrides = list(args.set) + ([f"total_env_steps={args.steps}"] if args.steps is not None else [])
-    if not overrides:
-        return cfg, []
-    new = load_run_config(args.resume, overrides)
-    before, after = to_dict(cfg), to_dict(new)
-    changed = [k for k in after if after[k] != before.get(k)]
-    unsafe = [k for k in changed if k not in RESUME_SAFE_FIELDS]
-    if unsafe:
-        raise ValueError(
-            f"--resume continues {args.resume} as it was configured; changing {', '.join(unsafe)} would "
-            f"make it a different experiment. A resumed run may change only {', '.join(RESUME_SAFE_FIELDS)} "
-            "(--steps sets total_env_steps); start a new run for other settings."
-        )
-    return new, changed
-
-
-def _check_new_run_dir(args) -> None:
-    """A bad --name or --out fails here, in a moment, not after the env and learner are built."""
-    from credo.engine.rundir import check_name, check_out
-
-    if args.name is not None:
-        check_name(args.name)
-    check_out(args.out)
+    if args.config is not None:
+        raise ValueError("--config sets up a new run; with --resume the run's own config.yaml is used.")
 
 
 def cmd_train(args) -> int:
-    if not args.resume:
-        _check_new_run_dir(args)
-    from credo.algos import config_class
-    from credo.config import load_config
-    from credo.engine import resources
-    from credo.engine.rundir import RunDir
-    from credo.engine.train import Trainer
-    from credo.ricl.ricol import RICOL_ALGOS
-
-    if (args.resume and load_run_config(args.resume).algo in RICOL_ALGOS) or (args.algo in RICOL_ALGOS):
-        return cmd_train_ricol(args)
-    if args.resume:
-        run_dir, summary = RunDir(args.resume), _resume(args)
-        if summary is None:
-            return 0
-    else:
-        if not args.algo or not args.env:
-            raise ValueError("credo train needs ALGO and ENV (or --resume RUN_DIR).")
-        overrides = list(args.set)
-        if args.steps is not None:
-            overrides.append(f"total_env_steps={args.steps}")
-        if args.seeds is not None:
-            overrides.append(f"seeds={args.seeds}")
-        cfg = load_config(
-            config_class(args.algo),
-            config_files(args.algo, args.env),
-            overrides,
-            base={"algo": args.algo, "env": args.env},
-        )
-        trainer = Trainer(cfg)
-        resources.warn(
-            trainer.check_resources(args.out)
-        )  # a run that cannot fit fails before its directory exists
-        run_dir = RunDir.create(cfg, base=args.out, name=args.name)
-        print(
-            f"{cfg.algo} on {cfg.env}: {cfg.seeds} seed(s), {cfg.total_env_steps:,} env steps each -> {run_dir.path}"
-        )
-        print(f"  memory: {resources.describe(trainer.memory_plan())}")
-        if cfg.logger:
-            print(f"  logging to {', '.join(cfg.logger)} in {run_dir.path / 'logs'}")
-        summary = trainer.run(run_dir, progress=not args.no_progress)
-    _print_summary(summary, run_dir.path)
-    return 0
-
-
-def _resume(args) -> dict | None:
-    """``credo train --resume RUN_DIR [--steps N] [--set SAFE=...]``: continues the run; returns its
-    summary, or None when there was nothing to train (a finished run and no larger ``--steps``).
-
-    A run stopped before its first checkpoint starts again from the beginning in the same
-    directory (its rows are dropped): the obvious way, rather than deleting it by hand.
-    """
-    import numpy as np
-
-    from credo.config import save_config
-    from credo.engine import resources
-    from credo.engine.rundir import RunDir
-    from credo.engine.train import CHECKPOINT, Trainer, count_value
-
-    run_dir = RunDir(args.resume)
-    cfg, changed = _resume_config(args)
-    trainer = Trainer(cfg)
-    if not (run_dir.path / CHECKPOINT).is_file():
-        resources.warn(trainer.check_resources(run_dir.path / "checkpoints"))
-        if changed:
-            save_config(cfg, run_dir.path / "config.yaml")
-        print(
-            f"{run_dir.path} has no checkpoint yet (it stopped before the first, due at "
-            f"{cfg.save_interval:,} env steps): starting it again from the beginning"
-        )
-        return trainer.run(run_dir, progress=not args.no_progress)
-    state, meta = trainer.load(run_dir)
-    done = int(np.min(count_value(state.env_steps)))
-    if "total_env_steps" in changed and cfg.total_env_steps <= done:
-        raise ValueError(
-            f"{run_dir.path} has trained {done:,} env steps per seed; --steps {cfg.total_env_steps:,} would not "
-            "extend it. Give a larger budget."
-        )
-    if done >= cfg.total_env_steps:
-        print(
-            f"{run_dir.path} has finished its budget of {cfg.total_env_steps:,} env steps; to train it longer, "
-            "add --steps N with N above that."
-        )
-        return None
-    if changed:
-        save_config(cfg, run_dir.path / "config.yaml")
-        (run_dir.path / "summary.json").unlink(missing_ok=True)  # the run is unfinished again
-        print(f"  changed: {', '.join(f'{k} = {getattr(cfg, k)}' for k in changed)}")
-    print(f"resuming {run_dir.path} from its checkpoint at {done:,} env steps (chunk {meta['chunk']})")
-    return trainer.run(run_dir, state, meta, progress=not args.no_progress)
-
-
-def cmd_train_ricol(args) -> int:
-    """``credo train ricol|rwr|reflexion ENV``: LLM policies on text envs (no JAX engine)."""
-    from credo.config import load_config
-    from credo.engine.rundir import RunDir
-    from credo.ricl.ricol import RICOLConfig, RICOLTrainer
+    from credo import api
+    from credo.algos import get_algo
 
     if args.resume:
-        run_dir = RunDir(args.resume)
-        cfg = load_run_config(run_dir.path)
-        if args.set or args.steps is not None or args.seeds is not None or args.name is not None:
-            raise ValueError(
-                f"--resume continues the {cfg.algo} run {run_dir.path} as it was configured; --steps, --seeds, "
-                "--set and --name cannot change it. Start a new run for other settings."
-            )
-        print(f"resuming {run_dir.path}")
+        _check_resume_args(args, api.load_run_config(args.resume))
+        run = api.resume(args.resume, steps=args.steps, overrides=args.set, progress=not args.no_progress)
     else:
-        if not args.env:
+        algo, env = args.algo, args.env
+        if args.config is not None and (algo is None or env is None):
+            given = api._read_yaml(Path(args.config), "--config")
+            algo, env = algo or given.get("algo"), env or given.get("env")
+        llm_policy = bool(algo) and get_algo(algo).learner is None
+        if llm_policy and not env:
             raise ValueError(
-                f"credo train {args.algo} needs ENV: keydoor or babyai:<goto|pickup|pick_up_seq_go_to|open>."
+                f"credo train {algo} needs ENV: keydoor or babyai:<goto|pickup|pick_up_seq_go_to|open>."
             )
-        if args.steps is not None:
+        if not algo or not env:
             raise ValueError(
-                f"{args.algo} counts iterations, not env steps: use --set iterations=N (and episodes_per_iteration=M)."
+                "credo train needs ALGO and ENV (or --config FILE naming them, or --resume RUN_DIR)."
             )
-        overrides = list(args.set) + ([f"seeds={args.seeds}"] if args.seeds is not None else [])
-        cfg = load_config(
-            RICOLConfig,
-            config_files(args.algo, args.env),
-            overrides,
-            base={"algo": args.algo, "env": args.env},
+        if llm_policy and args.steps is not None:
+            raise ValueError(
+                f"{algo} counts iterations, not env steps: use --set iterations=N (and episodes_per_iteration=M)."
+            )
+        cfg = api.make_config(
+            algo, env, config=args.config, steps=args.steps, seeds=args.seeds, overrides=args.set
         )
-        run_dir = RunDir.create(cfg, base=args.out, name=args.name)
-        print(
-            f"{cfg.algo} on {cfg.env}: {cfg.seeds} seed(s), {cfg.iterations} iterations of {cfg.episodes_per_iteration} episodes -> {run_dir.path}"
-        )
-    s = RICOLTrainer(cfg, run_dir.path).run()
-    ci = s["final_test_success_ci95"]
-    print(f"\n{s['algo']} on {s['env']}: {len(s['seeds'])} seed(s), run in {run_dir.path}")
-    print(f"  final test success per seed: {', '.join(f'{x:.0%}' for x in s['final_test_success'])}")
-    print(
-        f"  IQM {s['final_test_success_iqm']:.0%} (95% CI {ci[0]:.0%} .. {ci[1]:.0%}) after {s['env_steps_done']} env steps"
-    )
-    if s["seconds_per_iteration"]:
-        parts = ", ".join(f"{k} {v:.0f} s" for k, v in s["seconds_per_iteration_parts"].items())
-        print(f"  {s['seconds_per_iteration']:.0f} s per iteration ({parts}); feedback {s['feedback']}")
+        run = api.train_config(cfg, out=args.out, name=args.name, progress=not args.no_progress)
+    summary = run.summary
+    if summary is not None:
+        (_print_summary if "final_test_return" in summary else _print_ricol_summary)(summary, run.path)
     return 0
 
 
@@ -383,43 +192,19 @@ def cmd_ricl_keydoor(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    import numpy as np
-
     from credo import stats
-    from credo.engine.rundir import RunDir
-    from credo.engine.train import Trainer, count_value
+    from credo.api import Run
 
-    run_dir = RunDir(args.run_dir)
-    overrides = [f"test_episodes={args.episodes}"] if args.episodes is not None else []
-    cfg = load_run_config(run_dir.path, overrides)
-    trainer = Trainer(cfg)
-    if args.snapshot == "last":
-        state, _ = trainer.load(run_dir, with_buffer=False)  # the replay buffer is not needed to act
-        params, where = (
-            state.learner.params,
-            f"checkpoint at {count_value(state.env_steps).tolist()} env steps",
-        )
-    else:
-        import jax
-
-        from credo.engine.checkpoint import load_checkpoint
-        from credo.engine.snapshots import snapshot_path
-
-        path = snapshot_path(run_dir.path, args.snapshot)
-        template = jax.eval_shape(trainer.init_state).learner.params
-        params, meta = load_checkpoint(
-            path, template, what="parameter snapshot", fix="evaluate another snapshot"
-        )
-        where = f"snapshot {path.stem} (evaluation {meta['eval_index']}, {meta['env_steps']} env steps)"
-    result = trainer.evaluate(trainer.to_devices(params), index=10**6)
-    returns = np.asarray(result.returns).mean(1)
+    result = Run(Path(args.run_dir)).evaluate(episodes=args.episodes, snapshot=args.snapshot)
+    cfg = load_run_config(args.run_dir)
     print(
-        f"{cfg.algo} on {cfg.env}, {where}, {cfg.test_episodes} "
-        f"{'greedy' if trainer.eval_greedy else 'sampled'} episodes per seed"
+        f"{cfg.algo} on {cfg.env}, {result['where']}, {result['episodes']} "
+        f"{'greedy' if result['greedy'] else 'sampled'} episodes per seed"
     )
-    for seed, r, w in zip(trainer.seeds, returns, np.asarray(result.won).mean(1)):
-        print(f"  seed {seed}: test return {r:.3f}" + (f", win rate {w:.1%}" if trainer.with_won else ""))
-    point, lo, hi = stats.stratified_bootstrap_ci(returns)
+    won = result.get("test_won", [None] * len(result["seeds"]))
+    for seed, r, w in zip(result["seeds"], result["test_return"], won):
+        print(f"  seed {seed}: test return {r:.3f}" + (f", win rate {w:.1%}" if w is not None else ""))
+    point, lo, hi = stats.stratified_bootstrap_ci(result["test_return"])
     print(f"  IQM {point:.3f} (95% CI {lo:.3f} .. {hi:.3f})")
     return 0
 
@@ -430,7 +215,7 @@ def cmd_list(args) -> int:
     from credo.envs.registry import EnvKeyError
 
     print("algorithms (credo train ALGO ENV):")
-    for name, doc in ALGORITHMS.items():
+    for name, doc in _algorithm_docs().items():
         print(f"  {name:10s} {doc}")
     print()
     print(f"{'env':44s} {'agents':>6s} {'obs':>6s} {'state':>6s} {'actions':>7s} {'limit':>6s}")
@@ -733,12 +518,57 @@ def _env_steps(text: str) -> int:
     return value
 
 
+class _TrainHelp(argparse.Action):
+    """``credo train --help``; with ALGO before it, also ALGO's config fields (type, default, meaning)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.print_help()
+        if getattr(namespace, "algo", None):
+            from credo.algos import get_algo
+            from credo.config import describe
+            from credo.plugins import import_plugins, load_entry_points
+
+            try:
+                load_entry_points()
+                import_plugins(getattr(namespace, "imports", []) or [])
+                entry = get_algo(namespace.algo)
+            except ValueError as err:
+                parser.exit(2, f"credo: error: {err}\n")
+            print(f"\n{namespace.algo}: {entry.doc}\n")
+            print(describe(entry.config))
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="credo", description="Credit assignment in reinforcement learning.")
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train an algorithm on an env; writes a run directory")
-    t.add_argument("algo", nargs="?", help=f"one of {', '.join(ALGORITHMS)}")
+    plugins = argparse.ArgumentParser(add_help=False)
+    plugins.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a plugin module first (its algorithms, mixers, env families); repeatable",
+    )
+    t = sub.add_parser(
+        "train",
+        help="train an algorithm on an env; writes a run directory",
+        parents=[plugins],
+        add_help=False,
+        description="Trains ALGO on ENV. `credo train ALGO --help` lists ALGO's config fields.",
+    )
+    t.add_argument(
+        "-h", "--help", action=_TrainHelp, nargs=0, help="show this help (with ALGO: its fields) and exit"
+    )
+    t.add_argument("algo", nargs="?", help="an algorithm (credo list shows them all)")
     t.add_argument("env", nargs="?", help="env key, e.g. lbf:Foraging-8x8-2p-3f-v3 (see credo list)")
+    t.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a YAML file of config fields (algo and env may be in it); a run's config.yaml reruns that run; "
+        "--steps, --seeds and --set win over it",
+    )
     t.add_argument("--steps", type=_env_steps, help="env steps per seed, e.g. 2e6")
     t.add_argument("--seeds", type=_count, help="number of seeds, trained together")
     t.add_argument("--out", default="runs", help="parent directory of the run directory (default: runs)")
@@ -750,6 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "eval",
         help="evaluation of a run's checkpoint or snapshot (greedy unless the run set test_greedy=false)",
+        parents=[plugins],
     )
     e.add_argument("run_dir")
     e.add_argument("--episodes", type=_count, help="episodes per seed (default: the run's test_episodes)")
@@ -761,9 +592,11 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluation), latest, or eval-N (snapshots in RUN_DIR/checkpoints/params)",
     )
     e.set_defaults(func=cmd_eval)
-    sub.add_parser("list", help="registered envs with their agent/obs/state/action sizes").set_defaults(
-        func=cmd_list
-    )
+    sub.add_parser(
+        "list",
+        help="algorithms, and registered envs with their agent/obs/state/action sizes",
+        parents=[plugins],
+    ).set_defaults(func=cmd_list)
     d = sub.add_parser("demo", help="random-policy rollouts of a few envs of every family")
     d.add_argument("--steps", type=_count, default=200, help="steps per env copy")
     d.set_defaults(func=cmd_demo)
@@ -874,7 +707,11 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--cache", help="response cache directory")
     rk.add_argument("--no-cache", action="store_true")
     rk.set_defaults(func=cmd_ricl_keydoor)
-    sw = sub.add_parser("sweep", help="a study: a grid of runs from a YAML spec, on Ray (local or a cluster)")
+    sw = sub.add_parser(
+        "sweep",
+        help="a study: a grid of runs from a YAML spec, on Ray (local or a cluster)",
+        parents=[plugins],
+    )
     sw.add_argument("spec", help="sweep spec (YAML; see docs/studies.md and benchmarks/specs/)")
     sw.add_argument("--out", default="runs", help="parent of the sweep's directory (default: runs)")
     sw.add_argument(
@@ -946,6 +783,11 @@ def main(argv: list[str] | None = None) -> int:
     from credo.llm.base import LLMError
 
     try:
+        if args.command in ("train", "eval", "list", "sweep"):
+            from credo.plugins import import_plugins, load_entry_points
+
+            load_entry_points()
+            import_plugins(args.imports, why="--import")
         return args.func(args)
     except (ValueError, FileExistsError, FileNotFoundError, LLMError) as err:
         print(f"credo: error: {err}", file=sys.stderr)

@@ -672,12 +672,50 @@ def _suggest(key: str, names: list[str]) -> list[str]:
     return list(dict.fromkeys(out))[:3]
 
 
+# Other codebases' names for our fields (EPyMARL/pymarl YAML keys, JaxMARL's upper-case config
+# keys): an unknown field with one of these names is told the field it means, where the config
+# has it. Names that mean the same in both (batch_size, buffer_size, gamma, lr) need no entry.
+FOREIGN_NAMES = {
+    "t_max": ("total_env_steps", "EPyMARL's name"),
+    "batch_size_run": ("n_envs", "EPyMARL's name"),
+    "test_nepisode": ("test_episodes", "EPyMARL's name"),
+    "save_model_interval": ("save_interval", "EPyMARL's name"),
+    "runner_log_interval": ("log_interval", "EPyMARL's name"),
+    "epsilon_anneal_time": ("epsilon_anneal_steps", "EPyMARL's name"),
+    "grad_norm_clip": ("grad_clip", "EPyMARL's name"),
+    "rnn_hidden_dim": ("hidden_dim", "EPyMARL's name"),
+    "use_cuda": (None, "EPyMARL's switch: credo runs on whatever device JAX finds"),
+    "learning_rate": ("lr", "a common name"),
+    "total_timesteps": ("total_env_steps", "JaxMARL's name"),
+    "num_envs": ("n_envs", "JaxMARL's name"),
+    "num_seeds": ("seeds", "JaxMARL's name"),
+    "update_epochs": ("epochs", "JaxMARL's name"),
+    "num_minibatches": ("minibatches", "JaxMARL's name"),
+    "max_grad_norm": ("grad_clip", "JaxMARL's name"),
+    "eps_start": ("epsilon_start", "JaxMARL's name"),
+    "eps_finish": ("epsilon_finish", "JaxMARL's name"),
+    "eps_decay": ("epsilon_anneal_steps", "JaxMARL's name for a fraction of the budget"),
+    "buffer_batch_size": ("batch_size", "JaxMARL's name"),
+}
+
+
+def _foreign_hint(key: str, names: list[str]) -> str:
+    """`` (EPyMARL's name; here it is 'n_envs')`` for another codebase's name, or an empty string."""
+    field, source = FOREIGN_NAMES.get(key.lower(), ("", ""))
+    if field is None:
+        return f" ({source})"
+    return f" ({source}; here it is '{field}')" if field in names else ""
+
+
 def _unknown_field(cls, key: Any, path: tuple, ctx: _Context) -> ConfigError:
     names = list(_init_fields(cls))
     parent = path[:-1]
     where = ctx.source(path)
     shown = _dotted(parent + (key,)) if isinstance(key, str) else _dotted(parent) + f"[{key!r}]"
     message = f"{_prefix(where)}unknown field '{shown}'."
+    foreign = _foreign_hint(key, names) if isinstance(key, str) and not parent else ""
+    if foreign:
+        return ConfigError(message[:-1] + foreign + ".", field=shown, source=where)
     close = _suggest(key, names) if isinstance(key, str) else []
     if close:
         quoted = [f"'{_dotted(parent + (c,))}'" for c in close]

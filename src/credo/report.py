@@ -45,15 +45,12 @@ def _payoff(env) -> np.ndarray:
 
 def matrix_results(run_path, seeds: list[int] | None = None) -> list[MatrixResult]:
     """One ``MatrixResult`` per seed index of the run in ``run_path`` (its last checkpoint)."""
-    from credo.algos.value import ValueConfig
-    from credo.config import load_config
+    from credo.api import load_run_config
     from credo.engine.rundir import RunDir
     from credo.engine.train import Trainer
 
     run_dir = RunDir(run_path)
-    if not (run_dir.path / "config.yaml").exists():
-        raise ValueError(f"{run_dir.path} is not a run directory (no config.yaml).")
-    cfg = load_config(ValueConfig, [run_dir.path / "config.yaml"])
+    cfg = load_run_config(run_dir.path)
     trainer = Trainer(cfg)
     payoff = _payoff(trainer.env)
     spec, learner = trainer.spec, trainer.learner

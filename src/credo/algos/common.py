@@ -64,6 +64,9 @@ class RunConfig:
     )
     keep_snapshots: NonNegativeInt = 3  # parameters-only snapshots of the latest evaluations kept in checkpoints/params/ (0: none); best.npz, each seed's best evaluation, is always kept
     logger: list[LoggerName] = field(default_factory=list)  # copies of the metrics: csv, tensorboard, wandb
+    plugins: list[str] = field(
+        default_factory=list
+    )  # modules imported before the run is built (user algorithms, mixers, envs); a run records those it used
 
 
 def update_moments(stats, rewards, mask):

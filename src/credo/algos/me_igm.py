@@ -42,15 +42,46 @@ no OPT loss); ``mlp`` is "OPT -> MLP" (an unconstrained MLP trained with the OPT
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 import optax
 
 from credo.algos.value import LearnerState, ValueConfig, ValueLearner
 from credo.buffers.episode import EpisodeBatch
+from credo.config import PositiveFloat, PositiveInt
 from credo.credit.td import td_lambda_targets
 from credo.envs.core import EnvSpec
 from credo.networks.policy_head import make_policy_head
+
+
+@dataclass(frozen=True)
+class MaxEntConfig(ValueConfig):
+    """Settings of ME-QMIX and ME-QPLEX: the value learner's, and the soft policies' below."""
+
+    policy_transform: Literal["opt", "none", "mlp"] = (
+        "opt"  # Q -> logits: OPT (ME-IGM), none (+Entropy), mlp (OPT->MLP)
+    )
+    opt_form: Literal["paper", "skip"] = (
+        "paper"  # OPT: paper = eq. 2.2, W2 ELU(W1 x+b1)+b2, 1-layer hypernets; skip = x + that (authors' old code)
+    )
+    opt_layers: PositiveInt = (
+        1  # stacked monotone blocks of the OPT (eq. 2.2: 1; more only with opt_form=skip)
+    )
+    opt_hidden: PositiveInt = 16  # monotone units per agent and block (d1; the authors' code: 16)
+    opt_hypernet_embed: PositiveInt = (
+        64  # hidden width of the OPT's hypernetworks (opt_form=skip; paper's have none)
+    )
+    soft_target_entropy: Literal["sampled", "replayed"] = (
+        "sampled"  # -alpha log pi on the t+1 return: sampled action's (eq. A.1, authors'), replayed one's (old)
+    )
+    alpha: PositiveFloat = 0.03  # temperature of the soft policies (its start value when auto_alpha)
+    auto_alpha: bool = True  # tune the temperature towards the target entropy (eq. 2.11)
+    target_entropy_per_agent: float = 0.24  # target joint entropy / n_agents (nats; paper: 0.24, terran 0.32)
+    alpha_lr: PositiveFloat = 0.3  # Adam learning rate of log(alpha)
+
 
 _MASKED = -1e9  # logit of an unavailable action (finite: keeps 0 * logp free of NaN)
 
@@ -118,7 +149,7 @@ class MaxEntLearner(ValueLearner):
 
     explores_with_epsilon = False  # the soft policies explore
 
-    def __init__(self, cfg: ValueConfig, spec: EnvSpec):
+    def __init__(self, cfg: MaxEntConfig, spec: EnvSpec):
         super().__init__(cfg, spec)
         if self.mixer is None:
             raise ValueError(

@@ -76,27 +76,6 @@ class ValueConfig(RunConfig):
     tau: Annotated[float, Range(gt=0, le=1)] = 0.01  # soft target update rate
     grad_clip: PositiveFloat = 10.0  # global gradient norm clip (EPyMARL)
     standardise_rewards: bool = True  # rewards minus their running mean, over their running std (EPyMARL)
-    # maximum-entropy learners (me-qmix, me-qplex; ignored by the others)
-    policy_transform: Literal["opt", "none", "mlp"] = (
-        "opt"  # Q -> logits: OPT (ME-IGM), none (+Entropy), mlp (OPT->MLP)
-    )
-    opt_form: Literal["paper", "skip"] = (
-        "paper"  # OPT: paper = eq. 2.2, W2 ELU(W1 x+b1)+b2, 1-layer hypernets; skip = x + that (authors' old code)
-    )
-    opt_layers: PositiveInt = (
-        1  # stacked monotone blocks of the OPT (eq. 2.2: 1; more only with opt_form=skip)
-    )
-    opt_hidden: PositiveInt = 16  # monotone units per agent and block (d1; the authors' code: 16)
-    opt_hypernet_embed: PositiveInt = (
-        64  # hidden width of the OPT's hypernetworks (opt_form=skip; paper's have none)
-    )
-    soft_target_entropy: Literal["sampled", "replayed"] = (
-        "sampled"  # -alpha log pi on the t+1 return: sampled action's (eq. A.1, authors'), replayed one's (old)
-    )
-    alpha: PositiveFloat = 0.03  # temperature of the soft policies (its start value when auto_alpha)
-    auto_alpha: bool = True  # tune the temperature towards the target entropy (eq. 2.11)
-    target_entropy_per_agent: float = 0.24  # target joint entropy / n_agents (nats; paper: 0.24, terran 0.32)
-    alpha_lr: PositiveFloat = 0.3  # Adam learning rate of log(alpha)
 
 
 class LearnerState(NamedTuple):

@@ -33,9 +33,29 @@ class Family:
 _FAMILIES: dict[str, Family] = {}
 
 
-def register_family(family: Family) -> None:
-    """Adds (or replaces) an env family under its prefix."""
+_MODULES: dict[str, str] = {}  # prefix -> the module that registered it (plugins are recorded in runs)
+
+
+def register_family(family: Family, module: str | None = None) -> None:
+    """Adds (or replaces) an env family under its prefix.
+
+    ``module``: the module a run must import to rebuild the family (default: the module of its
+    ``build`` function); a run using a plugin's family records it in its config.yaml.
+    """
+    if not isinstance(family, Family):
+        raise TypeError(f"register_family takes a credo.envs.registry.Family, got {type(family).__name__}.")
+    if not family.prefix or ":" in family.prefix or any(c.isspace() for c in family.prefix):
+        raise ValueError(f"an env family prefix is one word without ':', got {family.prefix!r}.")
+    for part in ("build", "names", "kwargs"):
+        if not callable(getattr(family, part)):
+            raise TypeError(f"env family {family.prefix!r}: {part} must be callable.")
     _FAMILIES[family.prefix] = family
+    _MODULES[family.prefix] = module or getattr(family.build, "__module__", "") or ""
+
+
+def family_module(prefix: str) -> str:
+    """The module that registered env family ``prefix`` ('' if none is known)."""
+    return _MODULES.get(prefix, "")
 
 
 def families() -> dict[str, Family]:
