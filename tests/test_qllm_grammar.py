@@ -358,21 +358,30 @@ def test_the_loop_prefills_the_head_and_decodes_under_the_grammar():
 
 
 def test_the_openai_backend_sends_the_grammar_only_when_asked(monkeypatch):
+    """Through a local fake server: the request body carries the grammar in the named field, or nothing."""
     pytest.importorskip("openai")
+    from fake_openai import FakeOpenAI  # tests/ is on the path, as for test_llm.py
+
+    from credo.llm import make_llm
     from credo.llm.base import LLMError, Sampling
     from credo.llm.openai_compat import OpenAIBackend
 
-    monkeypatch.delenv("CREDO_LLM_GRAMMAR_FIELD", raising=False)
+    chat = [{"role": "user", "content": "answer"}]
     s = Sampling(grammar='root ::= "x"')
-    plain = OpenAIBackend("m", base_url="http://localhost:1/v1")
-    assert plain.grammar_body(s) == {}
-    vllm = OpenAIBackend("m", base_url="http://localhost:1/v1", grammar_field="guided_grammar")
-    assert vllm.grammar_body(s) == {"extra_body": {"guided_grammar": 'root ::= "x"'}}
-    assert vllm.grammar_body(Sampling()) == {}
-    monkeypatch.setenv("CREDO_LLM_GRAMMAR_FIELD", "grammar")
-    assert OpenAIBackend("m", base_url="http://localhost:1/v1").grammar_body(s) == {
-        "extra_body": {"grammar": 'root ::= "x"'}
-    }
+    monkeypatch.delenv("CREDO_LLM_GRAMMAR_FIELD", raising=False)
+    with FakeOpenAI(lambda body: ["x"]) as server:
+        make_llm("openai", "m", base_url=server.url, cache_dir=False).generate(chat, s)
+        monkeypatch.setenv("CREDO_LLM_GRAMMAR_FIELD", "guided_grammar")
+        vllm = make_llm("openai", "m", base_url=server.url, cache_dir=False)
+        vllm.generate(chat, s)
+        vllm.generate(chat, Sampling())
+        monkeypatch.setenv("CREDO_LLM_GRAMMAR_FIELD", "grammar")
+        make_llm("openai", "m", base_url=server.url, cache_dir=False).generate(chat, s)
+    plain, guided, unconstrained, llamacpp = server.requests
+    assert "guided_grammar" not in plain and "grammar" not in plain
+    assert guided["guided_grammar"] == 'root ::= "x"' and "grammar" not in guided
+    assert "guided_grammar" not in unconstrained
+    assert llamacpp["grammar"] == 'root ::= "x"'
     with pytest.raises(LLMError, match="grammar field"):
         OpenAIBackend("m", base_url="http://localhost:1/v1", grammar_field="regex")
 
