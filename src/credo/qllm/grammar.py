@@ -254,8 +254,8 @@ def tfcaf_grammar(fields, gamma: int, head: str = "") -> Grammar:
     r_atoms = [[r] for r in rows]
     if reduce:
         g.add("reduce", *reduce)
-        g.add("wide", *(agents + items)) if agents + items else None
         if agents + items:
+            g.add("wide", *(agents + items))
             r_atoms.append([Ref("reduce"), "(", Ref("wide"), ", axis=1, keepdims=True)"])
     if not r_atoms:
         raise ValueError("the state view has no field the grammar can use")
