@@ -76,6 +76,7 @@ def make_config(
     from credo.config import load_config
     from credo.plugins import import_plugins
 
+    _import_plugins_named(fields.get("plugins"), overrides)  # before the algorithm is looked up
     files = list(config_files(algo, env))
     if config is not None:
         user = _read_yaml(Path(config), "--config")
@@ -90,6 +91,21 @@ def make_config(
         base.update(entry.defaults)
     cfg = load_config(entry.config, files, sets, base=base)
     return _with_plugins(cfg)
+
+
+def _import_plugins_named(plugins, overrides) -> None:
+    """Imports the plugins a ``plugins`` field or a ``plugins=[...]`` override names."""
+    import yaml
+
+    from credo.plugins import import_plugins
+
+    named = list(plugins or [])
+    for text in overrides:
+        key, _, raw = text.partition("=")
+        if key.strip() == "plugins":
+            value = yaml.safe_load(raw)
+            named += value if isinstance(value, list) else [value]
+    import_plugins(named, why="named in plugins")
 
 
 def _algo(name: str):

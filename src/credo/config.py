@@ -685,7 +685,6 @@ FOREIGN_NAMES = {
     "grad_norm_clip": ("grad_clip", "EPyMARL's name"),
     "rnn_hidden_dim": ("hidden_dim", "EPyMARL's name"),
     "use_cuda": (None, "EPyMARL's switch: credo runs on whatever device JAX finds"),
-    "learning_rate": ("lr", "a common name"),
     "total_timesteps": ("total_env_steps", "JaxMARL's name"),
     "num_envs": ("n_envs", "JaxMARL's name"),
     "num_seeds": ("seeds", "JaxMARL's name"),

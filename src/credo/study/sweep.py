@@ -139,21 +139,9 @@ def _last_env_steps(path: Path) -> int:
 
 def resolve_config(cell: Cell):
     """The cell's full config, built as ``credo train`` would build it (raises ConfigError)."""
-    from credo.algos import config_class
-    from credo.cli import config_files
-    from credo.config import load_config
+    from credo.api import make_config
 
-    overrides = cell.set_args()
-    if cell.steps is not None:
-        overrides.append(f"total_env_steps={cell.steps}")
-    if cell.seeds is not None:
-        overrides.append(f"seeds={cell.seeds}")
-    return load_config(
-        config_class(cell.algo),
-        config_files(cell.algo, cell.env),
-        overrides,
-        base={"algo": cell.algo, "env": cell.env},
-    )
+    return make_config(cell.algo, cell.env, steps=cell.steps, seeds=cell.seeds, overrides=cell.set_args())
 
 
 # --- one cell -----------------------------------------------------------------------------------
