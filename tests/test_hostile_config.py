@@ -163,7 +163,7 @@ BAD = [
     ("value", "hidden_dim=0", "must be >= 1"),
     ("value", "tfcaf_gamma=2", "must be in [0, 1]"),
     ("me", "alpha=0", "must be > 0"),
-    ("value", "target_entropy_per_agent=.nan", "write a finite number"),
+    ("me", "target_entropy_per_agent=.nan", "write a finite number"),
     # PPO and dependence graphs
     ("ppo", "n_envs=0", "must be in [1, 10_000]"),
     ("ppo", "lr=.nan", "write a finite number"),

@@ -212,7 +212,7 @@ def test_a_checkpoint_that_does_not_fit_the_config_names_the_array(run):
     "text, needle",
     [
         ("algo: vdn\nlr: [0.1\n", "cannot be read"),
-        ("- just\n- a list\n", "does not hold a config"),
+        ("- just\n- a list\n", "the top level must be a mapping"),
         ("algo: zmix\n", "unknown algorithm 'zmix'"),
         ("algo: vdn\nlr: fast\n", "lr"),
         ("\xff\xfe binary", "cannot be read"),

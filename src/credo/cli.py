@@ -109,7 +109,17 @@ def _check_resume_args(args, cfg) -> None:
         raise ValueError("--config sets up a new run; with --resume the run's own config.yaml is used.")
 
 
+def _check_new_run_dir(args) -> None:
+    from credo.engine.rundir import check_name, check_out
+
+    if args.name is not None:
+        check_name(args.name)
+    check_out(args.out)
+
+
 def cmd_train(args) -> int:
+    if not args.resume:
+        _check_new_run_dir(args)  # a bad --name or --out fails in a moment, before JAX starts
     from credo import api
     from credo.algos import get_algo
 
