@@ -67,8 +67,8 @@ me-igm: $(VENV)/.installed-all  ## ME-IGM results: matrix game, SMAX comparison 
 	$(BIN)/python benchmarks/me_igm_throughput.py
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache build/api $${XDG_CACHE_HOME:-$$HOME/.cache}/credo/jax-tests
