@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from credo.algos import config_class
 from credo.algos.value import ValueConfig, ValueLearner, epsilon_greedy
 from credo.credit.td import td_lambda_targets
 from credo.engine.rundir import RunDir
@@ -129,7 +130,7 @@ def _cfg(**kw):
         save_interval=10**9,
     )
     base.update(kw)
-    return ValueConfig(**base)
+    return config_class(base["algo"])(**base)  # MaxEntConfig for me-*
 
 
 @pytest.mark.parametrize("algo", ["qmix", "me-qmix"])
