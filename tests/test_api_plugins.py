@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from credo_cli import run_credo
 
 import credo
 from credo.api import load_run_config
@@ -39,19 +39,6 @@ def trained(plugin, tmp_path_factory):
     out = tmp_path_factory.mktemp("api")
     return credo.train(
         "maxsum", "rendezvous:line-5", steps=800, seeds=2, out=out, name="run", progress=False, **SMALL
-    )
-
-
-def _credo(*args: str, cwd: Path, pythonpath: list[Path] = (), timeout: float = 300):
-    env = {**os.environ, "CREDO_COMPILATION_CACHE": "0"}
-    env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), env.get("PYTHONPATH", "")]).strip(os.pathsep)
-    return subprocess.run(
-        [sys.executable, "-m", "credo.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=timeout,
     )
 
 
@@ -111,7 +98,7 @@ def test_a_plugin_trains_evaluates_and_resumes_from_the_cli(tmp_path):
     args = ["--steps", "600", "--no-progress", "--out", str(tmp_path), "--name", "p"]
     for kv in ("test_interval=300", "log_interval=150", "test_episodes=2"):
         args += ["--set", kv]
-    made = _credo(
+    made = run_credo(
         "train",
         "--import",
         "credo_example_plugin",
@@ -128,10 +115,10 @@ def test_a_plugin_trains_evaluates_and_resumes_from_the_cli(tmp_path):
         "credo_example_plugin",
     ]
     # No --import: the run's config.yaml names the plugin.
-    ev = _credo("eval", str(run), "--episodes", "2", cwd=tmp_path, pythonpath=[PLUGIN_DIR])
+    ev = run_credo("eval", str(run), "--episodes", "2", cwd=tmp_path, pythonpath=[PLUGIN_DIR])
     assert ev.returncode == 0 and "maxsum on rendezvous:line-5" in ev.stdout, ev.stderr[-3000:]
     # Without the plugin on the path: one line naming it and what to do.
-    lost = _credo("eval", str(run), cwd=tmp_path)
+    lost = run_credo("eval", str(run), cwd=tmp_path)
     assert lost.returncode == 2 and len(lost.stderr.strip().splitlines()) == 1, lost.stderr
     assert (
         "plugin module 'credo_example_plugin.mixer'" in lost.stderr and "Install its package" in lost.stderr
@@ -145,10 +132,10 @@ def test_entry_points_make_a_plugin_visible_without_import(tmp_path):
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: credo-example-plugin\nVersion: 0.1.0\n")
     (info / "entry_points.txt").write_text("[credo.mixers]\nmaxsum = credo_example_plugin\n")
-    helped = _credo("train", "maxsum", "--help", cwd=tmp_path, pythonpath=[PLUGIN_DIR, site])
+    helped = run_credo("train", "maxsum", "--help", cwd=tmp_path, pythonpath=[PLUGIN_DIR, site])
     assert helped.returncode == 0, helped.stderr[-2000:]
     assert "maxsum: Q_tot = sum Q_i + w(s) max Q_i" in helped.stdout and "mixing_embed_dim" in helped.stdout
-    unknown = _credo("train", "maxsum", "--help", cwd=tmp_path)
+    unknown = run_credo("train", "maxsum", "--help", cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown algorithm 'maxsum'" in unknown.stderr
 
 
@@ -191,9 +178,9 @@ def test_a_learner_missing_part_of_the_protocol_is_named(tmp_path):
 
 
 def test_train_help_lists_the_algorithms_fields(tmp_path):
-    qmix = _credo("train", "qmix", "--help", cwd=tmp_path)
+    qmix = run_credo("train", "qmix", "--help", cwd=tmp_path)
     assert qmix.returncode == 0 and "mixing_embed_dim" in qmix.stdout and "alpha_lr" not in qmix.stdout
-    me = _credo("train", "me-qmix", "--help", cwd=tmp_path)
+    me = run_credo("train", "me-qmix", "--help", cwd=tmp_path)
     assert "alpha_lr" in me.stdout and "policy_transform" in me.stdout
 
 

@@ -82,9 +82,7 @@ def make_config(
         user = _read_yaml(Path(config), "--config")
         import_plugins(user.get("plugins") or [], why=f"listed in {config}")
         files.append(Path(config))
-    sets = [f"{k}={json.dumps(_plain(v))}" for k, v in fields.items()] + list(overrides)
-    sets += [f"total_env_steps={steps}"] if steps is not None else []
-    sets += [f"seeds={seeds}"] if seeds is not None else []
+    sets = _overrides(fields, overrides, total_env_steps=steps, seeds=seeds)
     entry = _algo(algo)
     base = {"algo": algo, "env": env}
     if isinstance(entry.defaults, dict):
@@ -112,6 +110,13 @@ def _algo(name: str):
     from credo.algos.registry import get_algo
 
     return get_algo(name)
+
+
+def _overrides(fields: dict, overrides, **given) -> list[str]:
+    """``key=value`` strings (as ``--set`` takes them): ``fields``' Python values as JSON, then
+    ``overrides`` as written, then the ``given`` keywords that are not None."""
+    sets = [f"{k}={json.dumps(_plain(v))}" for k, v in fields.items()] + list(overrides)
+    return sets + [f"{k}={v}" for k, v in given.items() if v is not None]
 
 
 def _plain(value):
@@ -370,8 +375,7 @@ def resume_config(run_dir, *, steps: int | None = None, overrides: list[str] = (
     from credo.config import to_dict
 
     cfg = load_run_config(run_dir)
-    sets = [f"{k}={json.dumps(_plain(v))}" for k, v in fields.items()] + list(overrides)
-    sets += [f"total_env_steps={steps}"] if steps is not None else []
+    sets = _overrides(fields, overrides, total_env_steps=steps)
     if not sets:
         return cfg, []
     new = load_run_config(run_dir, sets)
