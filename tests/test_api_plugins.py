@@ -211,3 +211,41 @@ def test_config_file_reruns_a_run_and_foreign_names_are_explained(trained, tmp_p
     assert main(["train", "vdn", "matrix:climbing", "--set", "batch_size_run=4", "--out", str(tmp_path)]) == 2
     assert "unknown field 'batch_size_run' (EPyMARL's name; here it is 'n_envs')" in capsys.readouterr().err
     assert json.loads((trained.path / "summary.json").read_text())["algo"] == "maxsum"
+
+
+def test_a_sweep_passes_its_plugins_to_every_cell(tmp_path):
+    """A spec's ``plugins:`` and ``credo sweep --import`` reach each cell's ``credo train``."""
+    from credo.study.spec import load_spec, with_plugins
+
+    spec = tmp_path / "plug.yaml"
+    body = {
+        "name": "plug",
+        "algos": ["maxsum"],
+        "envs": ["rendezvous:line-5"],
+        "seeds": 1,
+        "steps": 400,
+        "set": {"test_interval": 200, "log_interval": 100, "test_episodes": 2},
+    }
+    spec.write_text(yaml.safe_dump(body))
+    cell = with_plugins(load_spec(spec), ["credo_example_plugin"]).cells[0]
+    assert cell.train_args(tmp_path)[-8:-6] == ["--import", "credo_example_plugin"]
+    # Without the plugin the cells are invalid; --import makes them valid.
+    bare = run_credo("sweep", str(spec), "--dry-run", "--out", str(tmp_path), cwd=tmp_path)
+    assert bare.returncode == 0 and "invalid" in bare.stdout, bare.stdout + bare.stderr
+    dry = run_credo(
+        "sweep", "--import", "credo_example_plugin", str(spec), "--dry-run", "--out", str(tmp_path),
+        cwd=tmp_path, pythonpath=[PLUGIN_DIR],
+    )  # fmt: skip
+    assert dry.returncode == 0 and "invalid" not in dry.stdout and " new " in dry.stdout, dry.stdout
+    # The spec's own plugins: list, and a cell run in its own process (as a Slurm array would).
+    spec.write_text(yaml.safe_dump({**body, "plugins": ["credo_example_plugin"]}))
+    ran = run_credo(
+        "sweep", str(spec), "--index", "0", "--out", str(tmp_path), cwd=tmp_path, pythonpath=[PLUGIN_DIR]
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    run = tmp_path / "plug" / "maxsum-line-5"
+    assert "credo_example_plugin" in yaml.safe_load((run / "config.yaml").read_text())["plugins"]
+    again = run_credo(
+        "sweep", str(spec), "--dry-run", "--out", str(tmp_path), cwd=tmp_path, pythonpath=[PLUGIN_DIR]
+    )
+    assert again.returncode == 0 and " done " in again.stdout, again.stdout + again.stderr

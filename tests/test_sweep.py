@@ -132,6 +132,8 @@ def test_labelled_algos_carry_their_own_overrides():
             "both set: and grid:",
         ),
         ({"include": [{"algo": "qmix"}]}, "needs at least algo: and env:"),
+        ({"algos": ["qmix"], "envs": ["matrix:climbing"], "plugins": [""]}, "plugins must be a list"),
+        ({"algos": ["qmix"], "envs": ["matrix:climbing"], "plugins": {"a": 1}}, "plugins must be a list"),
     ],
 )
 def test_bad_specs_say_what_is_wrong(doc, message):

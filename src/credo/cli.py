@@ -453,10 +453,15 @@ def cmd_qllm_generate(args) -> int:
 
 def cmd_sweep(args) -> int:
     """``credo sweep SPEC``: every cell of a grid as a run, on a local Ray instance or a cluster."""
-    from credo.study.spec import load_spec, with_budget
+    from credo.plugins import import_plugins
+    from credo.study.spec import load_spec, with_budget, with_plugins
     from credo.study.sweep import format_plan, plan, run_cell_inprocess, run_sweep
 
     spec = with_budget(load_spec(args.spec), args.steps, args.seeds)
+    # Every cell imports the spec's plugins and --import's (its `credo train` gets --import); this
+    # process too, to resolve the cells' configs.
+    import_plugins(spec.plugins, why=f"listed under plugins in {args.spec}")
+    spec = with_plugins(spec, args.imports)
     out = Path(args.out)
     if args.dry_run:
         print(f"sweep {spec.name} ({args.spec}): {len(spec.cells)} cells -> {out / spec.name}")

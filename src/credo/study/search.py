@@ -29,6 +29,7 @@ values and score) are written next to the trials.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from credo.engine.metadata import now_utc
@@ -106,8 +107,10 @@ def suggest(trial, params: dict) -> dict:
 
 
 def trial_cell(base: Cell, number: int, values: dict) -> Cell:
+    """The cell of trial ``number``: the spec's one cell with the trial's sampled ``values`` set."""
     label = f"trial-{number:03d}"
-    return _cell(number, label, base.algo, base.env, {**base.overrides, **values}, base.seeds, base.steps)
+    overrides = {**base.overrides, **values}
+    return _cell(number, label, base.algo, base.env, overrides, base.seeds, base.steps, base.plugins)
 
 
 def trial_score(run: Path, metric: str) -> float | None:
@@ -151,9 +154,7 @@ def run_search(
     budget = settings["trials"] - len(told)
     trial_cells: dict[str, tuple] = {}  # cell name -> (optuna trial number, Cell)
     rows = []
-    spec_like = SweepSpec(
-        spec.name, [], spec.retries, spec.cpus_per_cell, spec.gpus_per_cell, None, spec.source
-    )
+    spec_like = dataclasses.replace(spec, cells=[], search=None)
     display = SweepDisplay(spec_like, root, rows, progress=False)
     if budget <= 0:
         display.event(f"search {spec.name}: all {settings['trials']} trials are done")

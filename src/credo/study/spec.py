@@ -16,6 +16,7 @@ A spec::
     retries: 1                    # re-runs of a crashed cell (it resumes from its checkpoint)
     cpus_per_cell: 1              # Ray CPUs per cell, also its JAX host devices
     gpus_per_cell: 0
+    plugins: [mypkg.credo_plugin] # modules every cell imports (as credo train --import MODULE)
 
 The product runs over labels x envs x grid values. ``set`` and ``grid`` are separate because a
 config field may itself be a list (``hidden: [64, 64]``): ``set`` passes it as it is, ``grid``
@@ -50,6 +51,7 @@ SPEC_KEYS = {
     "retries": "re-runs of a crashed cell",
     "cpus_per_cell": "Ray CPUs per cell (and its JAX host devices)",
     "gpus_per_cell": "Ray GPUs per cell",
+    "plugins": "plugin modules every cell imports (as credo train --import MODULE)",
     "search": "a hyperparameter search instead of a grid (see docs/studies.md)",
     "description": "free text, kept with the results",
 }
@@ -71,6 +73,9 @@ class Cell:
     overrides: dict  # field -> value, applied after the algorithm's and env's YAML
     seeds: int | None
     steps: int | None
+    # Plugin modules the cell's ``credo train`` imports (``--import``): its run records the ones it
+    # used, so a resumed cell finds them in its config.yaml too.
+    plugins: tuple[str, ...] = ()
 
     def set_args(self) -> list[str]:
         """The overrides as ``key=value`` texts for ``--set``."""
@@ -83,10 +88,12 @@ class Cell:
             args += ["--seeds", str(self.seeds)]
         if self.steps is not None:
             args += ["--steps", str(self.steps)]
+        args += [a for m in self.plugins for a in ("--import", m)]
         return args + [a for s in self.set_args() for a in ("--set", s)]
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The cell as plain data (``sweep.json``, the cell marker); ``Cell(**d)`` reads it back."""
+        return {**dataclasses.asdict(self), "plugins": list(self.plugins)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +104,7 @@ class SweepSpec:
     cpus_per_cell: float = 1
     gpus_per_cell: float = 0
     search: dict | None = None
+    plugins: tuple[str, ...] = ()  # imported by every cell
     source: str = ""  # the spec's path
     raw: dict = dataclasses.field(default_factory=dict)  # the spec as read
 
@@ -112,6 +120,15 @@ def with_budget(spec: SweepSpec, steps: int | None = None, seeds: int | None = N
     """The spec with every cell's env steps and/or seeds replaced (``credo sweep --steps/--seeds``)."""
     cells = [dataclasses.replace(c, steps=steps or c.steps, seeds=seeds or c.seeds) for c in spec.cells]
     return dataclasses.replace(spec, cells=cells)
+
+
+def with_plugins(spec: SweepSpec, modules) -> SweepSpec:
+    """The spec with ``modules`` added to every cell's plugins (``credo sweep --import MODULE``)."""
+    extra = [m for m in modules if m not in spec.plugins]
+    if not extra:
+        return spec
+    cells = [dataclasses.replace(c, plugins=(*c.plugins, *extra)) for c in spec.cells]
+    return dataclasses.replace(spec, cells=cells, plugins=(*spec.plugins, *extra))
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -161,6 +178,15 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
     if algos and not envs:
         raise SpecError(f"{source}: algos given but no envs: add envs: [KEY, ...] (see credo list).")
 
+    plugins = raw.get("plugins") or []
+    if isinstance(plugins, str):
+        plugins = [plugins]
+    if not isinstance(plugins, list) or not all(isinstance(m, str) and m.strip() for m in plugins):
+        raise SpecError(
+            f"{source}: plugins must be a list of module names such as [mypkg.credo_plugin], got {plugins!r}."
+        )
+    plugins = tuple(plugins)
+
     excludes = raw.get("exclude") or []
     if not isinstance(excludes, list) or not all(isinstance(e, dict) for e in excludes):
         raise SpecError(
@@ -181,7 +207,7 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
                     else ""
                 )
                 overrides = {**common, **algo_set, **point}
-                cells.append(_cell(len(cells), full_label, algo, env, overrides, seeds, steps))
+                cells.append(_cell(len(cells), full_label, algo, env, overrides, seeds, steps, plugins))
     for i, inc in enumerate(raw.get("include") or []):
         where = f"{source}: include[{i}]"
         if not isinstance(inc, dict) or not inc.get("algo") or not inc.get("env"):
@@ -204,6 +230,7 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
                 {**common, **extra},
                 _positive_int(inc.get("seeds"), f"include[{i}].seeds", source) or seeds,
                 _positive_int(inc.get("steps"), f"include[{i}].steps", source) or steps,
+                plugins,
             )
         )
     names = [c.name for c in cells]
@@ -227,16 +254,17 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
         cpus_per_cell=_positive_number(raw.get("cpus_per_cell", 1), "cpus_per_cell", source),
         gpus_per_cell=_positive_number(raw.get("gpus_per_cell", 0), "gpus_per_cell", source, zero=True),
         search=search,
+        plugins=plugins,
         source=source,
         raw=raw,
     )
 
 
-def _cell(index, label, algo, env, overrides, seeds, steps) -> Cell:
+def _cell(index, label, algo, env, overrides, seeds, steps, plugins=()) -> Cell:
     short = env.split(":", 1)[-1]
     # No brackets or spaces in directory names: shells would glob or split them.
     name = re.sub(r"[^A-Za-z0-9._=,+-]+", "-", f"{label.replace(']', '')}-{short}").strip("-")
-    return Cell(index, name, label, algo, env, overrides, seeds, steps)
+    return Cell(index, name, label, algo, env, overrides, seeds, steps, tuple(plugins))
 
 
 def _excluded(rule: dict, label: str, algo: str, env: str, point: dict) -> bool:

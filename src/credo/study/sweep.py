@@ -156,7 +156,7 @@ def run_cell_process(cell_doc: dict, root: str, spec_name: str, cpus: float) -> 
     from credo.proc import popen_bounded
 
     task_started = time.time()
-    cell = Cell(**cell_doc)
+    cell = Cell(**{**cell_doc, "plugins": tuple(cell_doc.get("plugins", ()))})
     root_p = Path(root)
     log = root_p / "logs" / f"{cell.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
