@@ -234,6 +234,8 @@ class Run:
 
     @property
     def finished(self) -> bool:
+        """Whether the run has written ``summary.json``: it trained its whole budget and wrote its
+        final evaluation (a stopped or killed run has not)."""
         return (self.path / "summary.json").exists()
 
     def metrics(self, seed: int | None = None) -> list[dict] | list[list[dict]]:

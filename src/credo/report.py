@@ -18,6 +18,8 @@ import numpy as np
 
 @dataclass
 class MatrixResult:
+    """One seed of a run on a 2-agent matrix game, as ``credo report matrix`` shows it."""
+
     label: str  # "algo seed S"
     probs: np.ndarray  # [2, A] each agent's action probabilities
     q_tot: np.ndarray  # [A, A] learned Q_tot of every joint action
@@ -26,6 +28,7 @@ class MatrixResult:
 
     @property
     def optimal(self) -> bool:
+        """Whether the executed (greedy) joint action earns the game's best payoff."""
         return bool(self.payoff[self.greedy] == self.payoff.max())
 
     @property

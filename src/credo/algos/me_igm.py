@@ -184,6 +184,9 @@ class MaxEntLearner(ValueLearner):
         )
 
     def init(self, key: jax.Array) -> LearnerState:
+        """Fresh parameters: the value learner's, plus the policy head's (``policy``, absent with
+        ``policy_transform=none``) and ``log_alpha`` (from ``alpha``). Call once per seed outside vmap.
+        """
         k_base, k_head = jax.random.split(key)
         base = super().init(k_base)
         params = dict(base.params)
@@ -218,6 +221,13 @@ class MaxEntLearner(ValueLearner):
     # --- learning -----------------------------------------------------------------
 
     def loss(self, params, target_params, batch: EpisodeBatch, rewards, key=None):
+        """``(loss, metrics)``: the sum of ME-IGM's three losses on a batch (see the module docstring).
+
+        The soft TD(lambda) loss of Q_tot (eq. 2.8, A.1; ``key`` samples the next actions of the soft
+        target, so it is required), the OPT loss (eq. 2.9; zero without a policy head) and the
+        temperature loss (eq. 2.11). They touch disjoint parameters, so one gradient of the sum is the
+        three separate updates.
+        """
         cfg, n_actions = self.cfg, self.spec.n_actions
         sg = jax.lax.stop_gradient
         alpha = sg(jnp.exp(params["log_alpha"]))

@@ -120,6 +120,13 @@ class PPOConfig(RunConfig):
 
 
 class PPOState(NamedTuple):
+    """A PPO learner's state of one seed.
+
+    The parameters (see ``params``), the optimiser state of the actor and critic, that of the world
+    model (``()`` without a learned graph), the running moments of the value targets (``value_norm``, MAPPO's ValueNorm) and the
+    number of updates so far.
+    """
+
     params: dict  # {"actor": ..., "critic": ..., "world_model": ... (DG with a learned graph)}
     opt_state: Any
     wm_opt_state: Any
@@ -217,6 +224,7 @@ class PPOLearner:
         )
 
     def param_count(self, params: dict) -> dict:
+        """Parameter counts by network (``actor``, ``critic``; ``world_model`` with a learned graph)."""
         return {k: int(sum(x.size for x in jax.tree.leaves(v))) for k, v in params.items()}
 
     def recorder(self, env):
@@ -244,6 +252,7 @@ class PPOLearner:
     # --- acting -------------------------------------------------------------------
 
     def initial_hidden(self, batch_shape: tuple[int, ...]) -> jax.Array:
+        """Zero recurrent states ``[*batch_shape, n_agents, hidden_dim]``: the state at episode starts."""
         return jnp.zeros((*batch_shape, self.spec.n_agents, self.cfg.hidden_dim), jnp.float32)
 
     def _with_id(self, x):
@@ -254,6 +263,8 @@ class PPOLearner:
         return jnp.concatenate([x, jnp.broadcast_to(jnp.eye(n), (*x.shape[:-1], n))], -1)
 
     def actor_inputs(self, obs, last_actions):
+        """obs [..., n, obs_dim], last_actions [..., n] -> [..., n, actor_in]: the observation with the
+        agent's one-hot id (``obs_agent_id``) and its one-hot previous action (``obs_last_action``)."""
         x = self._with_id(obs)
         if self.cfg.obs_last_action:
             x = jnp.concatenate([x, jax.nn.one_hot(last_actions, self.spec.n_actions)], -1)
@@ -351,6 +362,13 @@ class PPOLearner:
         return (v - stats[1]) / jnp.sqrt(stats[2] / stats[0] + 1e-8)
 
     def ppo_loss(self, ac_params, mb: dict):
+        """``(loss, metrics)`` of the actor and critic on minibatch ``mb``, a slice of ``prepare``'s data.
+
+        The clipped surrogate objective of PPO (Schulman et al. 2017) plus ``vf_coef`` times the squared
+        value error (clipped around the old values too if ``clip_value_loss``, as MAPPO's code does)
+        minus ``ent_coef`` times the policy entropy; each is a mean over the filled steps and agents.
+        Values and targets are in the normalised scale when ``value_norm`` is on.
+        """
         cfg = self.cfg
         batch = mb["batch"]
         m = jnp.broadcast_to(batch.filled[..., None], mb["adv"].shape).astype(jnp.float32)

@@ -17,6 +17,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Algorithm:
+    """A registered algorithm, as ``register_algo`` records it (``algorithms()`` lists them)."""
+
     name: str
     doc: str  # one line, shown by `credo list` and `credo train --help`
     config: type  # its config dataclass (a RunConfig subclass for learners on the engine)
@@ -29,7 +31,8 @@ _ALGORITHMS: dict[str, Algorithm] = {}
 
 
 class UnknownAlgorithm(ValueError):
-    pass
+    """An algorithm name that is not registered; the message names close matches and how to load a
+    plugin's algorithm."""
 
 
 def register_algo(

@@ -79,6 +79,13 @@ class ValueConfig(RunConfig):
 
 
 class LearnerState(NamedTuple):
+    """A value learner's state of one seed.
+
+    Online and target parameters, the optimiser state, the running moments of the rewards
+    (``standardise_rewards``), when the target was last copied (in ``target_update_unit``) and the
+    number of updates so far.
+    """
+
     params: dict  # {"agent": ..., "mixer": ...}
     target_params: dict
     opt_state: Any
@@ -140,11 +147,13 @@ class ValueLearner:
         )
 
     def param_count(self, params: dict) -> dict:
+        """Parameter counts by network (``agent``, and ``mixer`` when there is one), for the summary."""
         return {k: int(sum(x.size for x in jax.tree.leaves(v))) for k, v in params.items()}
 
     # --- acting -------------------------------------------------------------------
 
     def initial_hidden(self, batch_shape: tuple[int, ...]) -> jax.Array:
+        """Zero recurrent states ``[*batch_shape, n_agents, hidden_dim]``: the state at episode starts."""
         return jnp.zeros((*batch_shape, self.spec.n_agents, self.cfg.hidden_dim), jnp.float32)
 
     def agent_inputs(self, obs, last_actions):
@@ -180,11 +189,24 @@ class ValueLearner:
         return jnp.moveaxis(qs, 0, 1)
 
     def mix(self, mixer_params, qs, state, max_qs, actions_onehot):
+        """Q_tot ``[...]`` from the agents' values ``qs [..., n]`` by the mixer; without a mixer (iql),
+        ``qs`` itself: each agent learns its own value.
+
+        ``max_qs`` (each agent's greedy value) and ``actions_onehot`` are the context QPLEX needs; the
+        other mixers ignore them.
+        """
         if self.mixer is None:
             return qs  # independent learners: one value per agent
         return self.mixer.apply(mixer_params, qs, state, max_qs=max_qs, actions_onehot=actions_onehot)
 
     def loss(self, params, target_params, batch: EpisodeBatch, rewards, key=None):
+        """``(loss, metrics)``: the masked mean squared TD error of Q_tot on a batch of episodes.
+
+        The target is the TD(lambda) return (``td_lambda_targets``) of ``rewards`` [B, T] (standardised
+        by ``update`` if configured) over the target network's mixed values of the greedy next actions;
+        with ``double_q`` the online network picks those actions (unavailable actions are masked).
+        ``key`` is unused here (``MaxEntLearner`` samples its targets).
+        """
         cfg, big = self.cfg, -1e9
         qs = self.unroll(params["agent"], batch)  # [B, T+1, n, A]
         chosen = jnp.take_along_axis(qs[:, :-1], batch.actions[..., None], -1)[..., 0]  # [B, T, n]

@@ -23,12 +23,15 @@ class EpisodeBatch(NamedTuple):
 
 
 class EpisodeBuffer(NamedTuple):
+    """A FIFO ring of ``capacity`` padded episodes (``buffer_add``, ``buffer_sample``); one per seed."""
+
     data: EpisodeBatch  # [capacity, ...]
     ptr: jax.Array  # [] int32: next slot to write
     count: jax.Array  # [] int32: episodes stored (<= capacity)
 
 
 def empty_batch(spec: EnvSpec, size: int) -> EpisodeBatch:
+    """``size`` all-zero padded episodes of ``spec``'s shapes (every ``filled`` False)."""
     t, n = spec.episode_limit, spec.n_agents
     return EpisodeBatch(
         obs=jnp.zeros((size, t + 1, n, spec.obs_dim), jnp.float32),
@@ -42,6 +45,7 @@ def empty_batch(spec: EnvSpec, size: int) -> EpisodeBatch:
 
 
 def buffer_init(spec: EnvSpec, capacity: int) -> EpisodeBuffer:
+    """An empty buffer of ``capacity`` episodes of ``spec``'s shapes, allocated up front."""
     return EpisodeBuffer(empty_batch(spec, capacity), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
 

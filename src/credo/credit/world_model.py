@@ -55,12 +55,19 @@ class _MLP(nn.Module):
 
 
 class ReverseWorldModel(nn.Module):
+    """credo's substate form: an observation encoder and a substate encoder trained with the predictors.
+
+    The own-action head predicts ``A_j`` from ``z_j``; the reverse head from ``z_j``, agent k's
+    encoded substates before and after the step and k's local reward (see the module docstring).
+    """
+
     n_actions: int
     latent: int = 64  # size of the latent state z
     encoder_hidden: int = 64  # hidden width of the encoders
     hidden: tuple[int, ...] = (256, 128, 128)  # predictor layers
 
     def setup(self):
+        """The two one-layer encoders (observation, substate) and the own and reverse predictors."""
         self.encoder = _MLP((self.encoder_hidden,), self.latent, layer_norm=False)
         self.sub_encoder = _MLP((self.encoder_hidden,), self.latent, layer_norm=False)
         self.own = _MLP(self.hidden, self.n_actions)
@@ -94,6 +101,7 @@ class ObservationWorldModel(nn.Module):
     hidden: tuple[int, ...] = (256, 128, 128)  # layers of the inverse model and the predictors
 
     def setup(self):
+        """The observation encoder, the inverse model and the own and reverse predictors."""
         self.encoder = _MLP((self.encoder_hidden,), self.latent, layer_norm=False)
         self.inverse = _MLP(self.hidden, self.n_actions)
         self.own = _MLP(self.hidden, self.n_actions)
@@ -131,10 +139,12 @@ def off_diagonal_pairs(n: int):
 
 
 def masked_log_softmax(logits, avail):
+    """Log-softmax over the last axis; unavailable actions (``avail`` False) get logit -1e9, probability 0."""
     return jax.nn.log_softmax(jnp.where(avail, logits, -1e9), -1)
 
 
 def entropy(logp, avail):
+    """Entropy of each distribution ``logp`` (log-probabilities on the last axis), over available actions."""
     return -jnp.sum(jnp.where(avail, jnp.exp(logp) * logp, 0.0), -1)
 
 

@@ -19,12 +19,17 @@ from credo.envs.wrappers import where_batch
 
 
 class EpisodeStats(NamedTuple):
+    """The outcome of each env's episode in one collection (one episode per env)."""
+
     returns: jax.Array  # [n_envs] team return of each episode
     lengths: jax.Array  # [n_envs] int32 steps taken
     won: jax.Array  # [n_envs] bool (False where the env reports no win)
 
 
 def has_win_flag(env) -> bool:
+    """Whether ``env`` reports a win (``info["won"]``, as SMAX does), read from the shapes of ``reset``
+    without running it; the metrics rows then hold ``train_won`` and ``test_won``.
+    """
     _, ts = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
     return "won" in ts.info
 

@@ -105,6 +105,7 @@ class CSVLogger:
             self._rewrite(i)
 
     def path(self, seed: int) -> Path:
+        """The CSV file of seed index ``seed``: ``logs/seed_<seed>.csv``."""
         return self.dir / f"seed_{seed}.csv"
 
     def _rewrite(self, seed: int) -> None:
@@ -116,6 +117,9 @@ class CSVLogger:
             w.writerows(self.rows[seed])
 
     def log(self, seed: int, step: int, row: dict) -> None:
+        """Appends ``row``'s scalars to the seed's file (``step`` is unused: ``env_steps`` is a column);
+        a key not seen before rewrites the file with the wider header.
+        """
         flat = scalars(row)
         self.rows[seed].append(flat)
         if set(flat) - set(self.columns[seed]):  # a new column: rewrite with the wider header
@@ -125,7 +129,7 @@ class CSVLogger:
             csv.DictWriter(f, self.columns[seed], restval="").writerow(flat)
 
     def close(self) -> None:
-        pass
+        """Nothing to do: every ``log`` opens and closes the file."""
 
 
 class TensorBoardLogger:
@@ -163,10 +167,12 @@ class TensorBoardLogger:
             )
 
     def log(self, seed: int, step: int, row: dict) -> None:
+        """Writes ``row``'s scalars as ``train/<key>`` or ``test/<key>`` at ``step`` env steps and flushes."""
         self._write(seed, step, row)
         self.writers[seed].flush()  # rows come seconds apart: keep the files current for a live TensorBoard
 
     def close(self) -> None:
+        """Flushes and closes every seed's event file."""
         for w in self.writers:
             w.close()
 
@@ -240,10 +246,14 @@ class WandbLogger:
             )
 
     def log(self, seed: int, step: int, row: dict) -> None:
+        """Logs ``row``'s scalars to the seed's W&B run against ``env_steps`` = ``step``; a row an earlier
+        process already sent (a resumed run) is skipped.
+        """
         if row_id(row) in self.sent[seed]:
             return
         self.runs[seed].log({"env_steps": int(step), **tags(row)})
 
     def close(self) -> None:
+        """Finishes every seed's W&B run (an online run uploads what is left)."""
         for r in self.runs:
             r.finish()

@@ -60,10 +60,12 @@ def version(pkg: str) -> str:
 
 
 def now_utc() -> str:
+    """The current time in UTC, ISO 8601 to the second (``2026-11-22T10:15:00+00:00``)."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()`` (may be '')."""
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

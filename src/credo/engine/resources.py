@@ -103,5 +103,6 @@ def check(plan: dict, *, n_devices: int, devices: list, checkpoint_dir: str | Pa
 
 
 def warn(lines: list[str]) -> None:
+    """Prints each line to stderr as ``credo: warning: <line>`` (the warnings of ``check``)."""
     for line in lines:
         print(f"credo: warning: {line}", file=sys.stderr)

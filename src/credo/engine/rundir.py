@@ -107,6 +107,11 @@ def read_jsonl(path: Path) -> tuple[list[dict], int]:
 
 
 class RunDir:
+    """A run directory on disk (the layout is in the module docstring): creating it, appending metrics
+    rows, truncating them on resume, and writing the summary and plots. ``create`` makes a new one;
+    ``RunDir(path)`` opens an existing one.
+    """
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.loggers: list = []  # backends of credo.engine.loggers, open between start() and close()
@@ -147,6 +152,7 @@ class RunDir:
         save_config(cfg, path / "config.yaml")
 
     def seed_file(self, i: int) -> Path:
+        """The metrics file of seed index ``i``: ``metrics/seed_<i>.jsonl``."""
         return self.path / "metrics" / f"seed_{i}.jsonl"
 
     def _append(self, i: int, row: dict) -> None:
@@ -273,6 +279,11 @@ class RunDir:
         return summary
 
     def plot(self, evals: list[dict], cfg) -> Path:
+        """Draws ``learning_curve.png`` (test return over env steps; mean and 95% bootstrap band over seeds)
+        and, when the evaluations hold ``test_won``, ``win_rate.png``; returns the first one's path.
+
+        ``evals``: one dict per evaluation with per-seed lists ``env_steps`` and ``test_return``.
+        """
         from credo import stats
 
         steps = np.array([e["env_steps"] for e in evals], float)  # [n_evals, seeds]

@@ -24,6 +24,7 @@ _EVAL = re.compile(r"eval-(\d+)\.npz$")
 
 
 def eval_name(index: int) -> str:
+    """The file stem of evaluation ``index``'s snapshot: ``eval-0007`` for 7 (zero-padded so names sort)."""
     return f"eval-{index:04d}"
 
 

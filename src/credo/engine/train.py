@@ -45,6 +45,12 @@ BUFFER = "checkpoints/buffer-{chunk:08d}.npz"  # the replay buffer of the checkp
 
 
 class TrainState(NamedTuple):
+    """The training state of one seed; the trainer stacks the seeds' states on a leading axis.
+
+    The stacked states are what a checkpoint saves (``checkpoints/last.npz``, the buffer in a file of
+    its own) and ``--resume`` loads. ``env_steps`` and ``episodes`` are wide counters (``count_add``, ``count_value``).
+    """
+
     learner: NamedTuple  # the learner's state (LearnerState, PPOState)
     buffer: EpisodeBuffer | None  # replay buffer of off-policy learners (None for on-policy ones)
     key: jax.Array  # uint32[2] raw PRNG key (serialisable)
@@ -59,6 +65,7 @@ COUNT_BASE = 2**30
 
 
 def count_zero() -> jax.Array:
+    """A wide counter at zero: int32 ``[high, low]`` words (see ``COUNT_BASE``)."""
     return jnp.zeros(2, jnp.int32)
 
 

@@ -66,12 +66,19 @@ class MultiAgentEnv:
 
     @property
     def spec(self) -> EnvSpec:
+        """The env's shapes as an ``EnvSpec``: all a learner is told about the env."""
         return EnvSpec(self.n_agents, self.obs_dim, self.state_dim, self.n_actions, self.episode_limit)
 
     def reset(self, key: jax.Array) -> tuple[Any, TimeStep]:
+        """Starts an episode from PRNG ``key``; returns ``(env_state, TimeStep)``."""
         return self._reset(key)
 
     def step(self, key: jax.Array, state: Any, actions: jax.Array) -> tuple[Any, TimeStep]:
+        """Advances ``state`` by one joint action; returns ``(env_state, TimeStep)``.
+
+        ``actions`` is ``[n_agents]`` integer action indices (cast to int32); a different shape or a
+        non-integer dtype raises ValueError when traced. ``key`` drives the env's own randomness.
+        """
         actions = _as_action_array(actions, self.n_agents)
         return self._step(key, state, actions)
 
@@ -109,12 +116,19 @@ class HostEnv:
     __repr__ = MultiAgentEnv.__repr__
 
     def reset(self, seed: int | None = None) -> TimeStep:  # pragma: no cover - abstract
+        """Starts an episode and returns its first ``TimeStep``; ``seed`` goes to the host env's reset."""
         raise NotImplementedError
 
     def step(self, actions) -> TimeStep:  # pragma: no cover - abstract
+        """Applies ``[n_agents]`` integer actions and returns the next ``TimeStep``.
+
+        Call ``reset`` first, and again after ``terminated or truncated``: a host env does not reset
+        itself.
+        """
         raise NotImplementedError
 
     def close(self) -> None:
+        """Releases the host env (the adapters close the env they wrap); the base class holds nothing."""
         pass
 
 

@@ -268,6 +268,7 @@ class PettingZooEnv(_HostAdapter):
         return rows, state, avail
 
     def reset(self, seed: int | None = None) -> TimeStep:
+        """Resets the host env with ``seed`` and returns the first ``TimeStep`` (zero rewards)."""
         obs, infos = self.env.reset(seed=seed)
         self.last_info, self._t, self._done = infos, 0, False
         rows, state, avail = self._observe(obs, infos or {})
@@ -275,6 +276,11 @@ class PettingZooEnv(_HostAdapter):
         return self._timestep(rows, state, avail, zeros, False, False)
 
     def step(self, actions) -> TimeStep:
+        """Steps the agents still running with ``actions`` (``[n_agents]``, in ``agents`` order).
+
+        Departed agents' actions are ignored. Raises RuntimeError before ``reset`` or after the
+        episode ended, ValueError for an out-of-range or unavailable action (naming the agent).
+        """
         a = self._check(actions)
         running = list(self.env.agents)
         index = {ag: i for i, ag in enumerate(self.agents)}
@@ -338,12 +344,18 @@ class GymEnv(_HostAdapter):
         return rows, rows.reshape(-1), avail
 
     def reset(self, seed: int | None = None) -> TimeStep:
+        """Resets the host env with ``seed`` and returns the first ``TimeStep`` (zero rewards)."""
         obs, info = self.env.reset(seed=seed)
         self.last_info, self._t, self._done = info, 0, False
         rows, state, avail = self._observe(obs, info)
         return self._timestep(rows, state, avail, np.zeros((self.n_agents,), np.float32), False, False)
 
     def step(self, actions) -> TimeStep:
+        """Steps the env with ``actions`` (``[n_agents]``); a scalar reward is split equally over the agents.
+
+        Raises RuntimeError before ``reset`` or after the episode ended, ValueError for an out-of-range
+        or unavailable action (naming the agent).
+        """
         a = self._check(actions)
         obs, rew, term, trunc, info = self.env.step(
             tuple(int(x) + s for x, s in zip(a, self._starts, strict=True))

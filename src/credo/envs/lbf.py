@@ -61,6 +61,8 @@ _MOVES = np.array([[0, 0], [-1, 0], [1, 0], [0, -1], [0, 1], [0, 0]], np.int32) 
 
 
 class LBFState(NamedTuple):
+    """One LBF episode's state: agents' positions and levels, the foods left and the step count."""
+
     agent_pos: jax.Array  # [n_agents, 2] int32 (row, col)
     agent_level: jax.Array  # [n_agents] int32
     food_pos: jax.Array  # [n_food, 2] int32 (row, col); meaningless where food_level == 0

@@ -28,6 +28,8 @@ def penalty_payoff(k: float = -100.0) -> list[list[float]]:
 
 
 class MatrixState(NamedTuple):
+    """A matrix game's state: only the step count (the game has no other state)."""
+
     t: jax.Array  # [] int32: steps taken in this episode
 
 

@@ -21,6 +21,15 @@ class EnvKeyError(ValueError):
 
 @dataclass(frozen=True)
 class Family:
+    """An env family: the envs under one key prefix, as ``credo.register_env_family`` takes it.
+
+    ``build(name, **kwargs)`` returns a ``MultiAgentEnv`` or ``HostEnv`` for the part of the key after
+    ``prefix:``; ``names()`` lists the names ``credo list`` shows and close-match suggestions draw on
+    (a family may build names not listed); ``kwargs(name)`` lists the keyword arguments ``make``
+    accepts for a name, others raise ``EnvKeyError``. ``doc`` is the family's line in ``credo list``.
+    When a module in ``requires`` cannot be found, ``make`` raises ``EnvKeyError`` with ``install_hint``.
+    """
+
     prefix: str
     build: Callable[..., object]  # build(name, **kwargs) -> env
     names: Callable[[], list[str]]  # names shown by `credo list` and used for suggestions
@@ -59,6 +68,7 @@ def family_module(prefix: str) -> str:
 
 
 def families() -> dict[str, Family]:
+    """The registered families by prefix (a copy: registering goes through ``register_family``)."""
     return dict(_FAMILIES)
 
 
@@ -69,6 +79,10 @@ def suggest(word: str, options: list[str]) -> str:
 
 
 def split_key(key: str) -> tuple[Family, str]:
+    """The family and name of env key ``"family:name"`` (split at the first ``:``).
+
+    Raises ``EnvKeyError`` for a key without ``:`` or with an unknown family, suggesting close matches.
+    """
     if not isinstance(key, str) or ":" not in key:
         raise EnvKeyError(
             f"env key {key!r} must look like 'family:name', for example "
@@ -114,6 +128,7 @@ def make(key: str, **kwargs):
 
 
 def all_featured_keys() -> list[str]:
+    """Every listed ``family:name`` key (each family's ``names()``), sorted by family: for suggestions."""
     return [f"{p}:{n}" for p, f in sorted(_FAMILIES.items()) for n in f.names()]
 
 

@@ -15,6 +15,8 @@ from credo.envs.wrappers import VecAutoReset
 
 @dataclass
 class RolloutReport:
+    """What ``random_rollout`` measured on env ``key``: throughput and statistics of the finished episodes."""
+
     key: str
     n_envs: int
     steps: int  # env steps in total (n_envs x steps per env)

@@ -11,6 +11,8 @@ from credo.envs.core import MultiAgentEnv, TimeStep, tree_where
 
 
 class EpisodeState(NamedTuple):
+    """The wrapped env's state plus the running return and length of the episode in progress."""
+
     env_state: Any
     episode_return: jax.Array  # [] float32: team return so far in this episode
     episode_length: jax.Array  # [] int32: steps so far in this episode
@@ -96,6 +98,9 @@ class VecAutoReset:
         self.spec = env.spec
 
     def reset(self, key: jax.Array) -> tuple[EpisodeState, TimeStep]:
+        """Resets all ``n_envs`` copies, each from its own split of ``key``; returns the batched state and
+        ``TimeStep`` (``episode_done`` False, zero episode statistics).
+        """
         env_state, ts = jax.vmap(self.env.reset)(jax.random.split(key, self.n_envs))
         zero_f = jnp.zeros((self.n_envs,), jnp.float32)
         zero_i = jnp.zeros((self.n_envs,), jnp.int32)

@@ -27,6 +27,7 @@ BACKENDS = ("local", "openai")
 
 
 def default_cache_dir() -> Path:
+    """The response cache's directory: ``$CREDO_LLM_CACHE``, else ``~/.cache/credo/llm``."""
     return Path(os.environ.get("CREDO_LLM_CACHE", Path.home() / ".cache" / "credo" / "llm"))
 
 

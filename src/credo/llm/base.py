@@ -137,6 +137,7 @@ class LLM:
 
     @property
     def model(self) -> str:
+        """The backend's model name (part of every cache key)."""
         return self.backend.model
 
     def generate(self, messages: list[Message], sampling: Sampling | None = None) -> list[str]:

@@ -25,6 +25,9 @@ def request_key(request: dict) -> str:
 
 
 class ResponseCache:
+    """The cache under ``root``: ``<root>/<key[:2]>/<key>.json`` (``key = request_key(request)``) holding
+    the request and its response."""
+
     def __init__(self, root: Path):
         self.root = Path(root)
 
@@ -41,6 +44,9 @@ class ResponseCache:
         return entry.get("response") if isinstance(entry, dict) else None
 
     def put(self, request: dict, response) -> None:
+        """Stores ``response`` (JSON-serialisable) for ``request``, atomically; ValueError for None.
+        An error while writing leaves no temporary file and is raised.
+        """
         if response is None:
             raise ValueError("refusing to cache an empty (None) response")
         path = self._path(request_key(request))

@@ -31,6 +31,7 @@ DEFAULT_ENGINE = "llguidance"
 
 
 def engine_name() -> str:
+    """The grammar engine: ``$CREDO_GRAMMAR_ENGINE``, else ``llguidance``; LLMError for another name."""
     name = os.environ.get("CREDO_GRAMMAR_ENGINE", DEFAULT_ENGINE)
     if name not in ENGINES:
         raise LLMError(f"$CREDO_GRAMMAR_ENGINE={name!r}: choose one of {', '.join(ENGINES)}.")

@@ -65,6 +65,7 @@ def check_timeout(timeout) -> float:
 
 
 def check_retries(retries) -> int:
+    """``retries`` as an int, or LLMError: it must be a whole number >= 0 (a bool is refused)."""
     if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
         raise LLMError(f"--retries-http must be a whole number >= 0, got {retries!r}.")
     return int(retries)
@@ -302,6 +303,15 @@ def _deadline_client(openai, seconds: float):
 
 
 class OpenAIBackend(Backend):
+    """The backend of an OpenAI-compatible chat-completions endpoint (see the module docstring).
+
+    Raises LLMError when the ``openai`` package is missing, when a non-local ``base_url`` has no API
+    key in ``$api_key_env``, or for a bad ``timeout``, ``retries`` or ``grammar_field``.
+    ``grammar_field`` (else ``$CREDO_LLM_GRAMMAR_FIELD``) names the request field that carries a
+    grammar: ``guided_grammar`` (vLLM) or ``grammar`` (llama.cpp's server); without it no grammar
+    is sent.
+    """
+
     name = "openai"
 
     def __init__(

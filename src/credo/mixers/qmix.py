@@ -9,6 +9,15 @@ from credo.mixers.hyper import HyperMLP
 
 
 class QMixer(nn.Module):
+    """QMIX's mixing network: ``Q_tot = w_final(s) . elu(Q w1(s) + b1(s)) + V(s)``.
+
+    ``w1`` (``[n_agents, embed_dim]``) and ``w_final`` are made by hypernetworks of the state and
+    taken in absolute value, so ``Q_tot`` is monotone in every ``Q_i``; the biases ``b1`` and ``V``
+    (a two-layer network) are unconstrained. The sizes default to PyMARL's ``qmix.yaml``
+    (``mixing_embed_dim`` 32, which the config passes as ``embed_dim``; ``hypernet_layers`` 2;
+    ``hypernet_embed`` 64). Maps ``agent_qs [..., n]`` and ``state [..., S]`` to ``[...]``.
+    """
+
     n_agents: int
     state_dim: int = 0
     n_actions: int = 0

@@ -21,6 +21,13 @@ from credo.mixers.hyper import HyperMLP
 
 
 class QPLEXMixer(nn.Module):
+    """QPLEX's duelling mixer (see the module docstring for the formula).
+
+    Needs ``max_qs [..., n]`` (each agent's greedy value) and ``actions_onehot [..., n, n_actions]``
+    (the joint action) besides ``agent_qs`` and ``state``, and raises ValueError without them.
+    The attention sizes follow pymarl2's ``qplex.yaml``.
+    """
+
     n_agents: int
     state_dim: int = 0
     n_actions: int = 0

@@ -27,6 +27,13 @@ _COVERED_ROWS = (1, 64)
 
 
 class TFCAFMixer(nn.Module):
+    """A checked TFCAF as a mixer: ``fn(agent_qs [B, n], state [B, S])`` over the flattened leading axes.
+
+    Built by ``make_tfcaf_mixer``; it has no parameters. Before ``fn`` first runs at a batch size the
+    checks have not covered, ``check_batch_size`` checks ``source`` at that size (ValueError when
+    it fails there).
+    """
+
     n_agents: int
     state_dim: int = 0
     n_actions: int = 0

@@ -5,6 +5,11 @@ import jax.numpy as jnp
 
 
 class VDNMixer(nn.Module):
+    """``q_tot = sum_i Q_i``: no parameters and no use of the state.
+
+    ``state_dim`` and ``n_actions`` are accepted so that every mixer is built with the same arguments.
+    """
+
     n_agents: int
     state_dim: int = 0
     n_actions: int = 0

@@ -51,6 +51,12 @@ _MIN_WEIGHT = 1e-3  # floor of the paper OPT's weights |hyper(s)| + eps (strictl
 
 
 class OrderPreservingTransform(nn.Module):
+    """The OPT of ME-IGM: ``qs [..., n, A]``, ``state [..., S]`` -> logits ``[..., n, A]``, strictly
+    increasing in each Q-value, so each agent's argmax is kept (``form``: see the module docstring).
+
+    Raises ValueError for a ``form`` other than ``paper`` or ``skip``.
+    """
+
     n_agents: int
     n_actions: int
     hidden: int = 16  # monotone units per agent (d1; the authors' code: 16)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class TFCAF:
+    """A TFCAF as ``load_tfcaf`` reads it: the code, its IGM gate, its file and the artifact's other fields."""
+
     source: str  # the code, defining tfcaf(agent_qs, state)
     gamma: int | None  # IGM gate: 1 = monotone required, 0 = not; None = not said (hand-written file)
     origin: str  # the file it came from
@@ -64,6 +66,9 @@ def _read_text(path: Path) -> str:
 
 
 def write_json_atomic(path: Path, doc: dict) -> None:
+    """Writes ``doc`` as indented JSON to ``path`` (creating its directory) through a temporary file
+    and a rename, so ``path`` is never left half-written.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as f:

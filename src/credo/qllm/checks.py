@@ -83,6 +83,9 @@ WORKER_CHECKS = [
 
 @dataclass
 class Check:
+    """One named check (``WORKER_CHECKS`` lists the worker's), its outcome, and why it failed or what
+    it measured."""
+
     name: str
     passed: bool
     detail: str = ""
@@ -98,14 +101,17 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
+        """True when at least one check ran and every check passed."""
         return bool(self.checks) and all(c.passed for c in self.checks)
 
     @property
     def reason(self) -> str:
+        """``name: detail`` of the first failed check, the line a coder LLM gets back; '' if none failed."""
         failed = next((c for c in self.checks if not c.passed), None)
         return f"{failed.name}: {failed.detail}" if failed else ""
 
     def format(self) -> str:
+        """The report for people: one line per check (``PASS``/``FAIL``, name, detail), then the notes."""
         lines = [
             f"{'PASS' if c.passed else 'FAIL'}  {c.name}" + (f": {c.detail}" if c.detail else "")
             for c in self.checks
@@ -114,6 +120,7 @@ class CheckReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
+        """The report as JSON-ready data (``passed``, ``reason``, ``notes``, ``checks``; not ``source``)."""
         return {
             "passed": self.passed,
             "reason": self.reason,

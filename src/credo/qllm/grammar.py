@@ -181,6 +181,10 @@ class Grammar:
     root: str = "root"
 
     def add(self, name: str, *alternatives) -> Ref:
+        """Sets rule ``name`` (replacing any earlier one) to ``alternatives``: each a literal, a ``Ref``, or
+        a list/tuple of them in sequence (an empty one makes the rule optional). Returns a ``Ref`` to it;
+        ValueError without alternatives.
+        """
         alts = [list(a) if isinstance(a, list | tuple) else [a] for a in alternatives]
         if not alts:
             raise ValueError(f"rule {name!r} has no alternatives")

@@ -40,6 +40,9 @@ EVALUATOR_ROLE = (
 
 
 def requirements(n_agents: int, state_dim: int, gamma: int) -> str:
+    """The coder's instructions for free generation: the signature and shapes of ``tfcaf``, the rules the
+    sandbox checks enforce, and the IGM gate ``gamma`` (1: weights on Q_i must be non-negative).
+    """
     igm = (
         "Q_tot must be monotone in every Q_i (gamma = 1): every weight on Q_i must be non-negative, e.g. from "
         "jax.nn.softmax, jnp.abs or jnp.exp."
@@ -76,9 +79,11 @@ class Constraint:
 
     @property
     def head(self) -> str:
+        """The fixed start of every reply: the code fence, the ``def tfcaf`` line and the named state view."""
         return "```python\ndef tfcaf(agent_qs, state):\n" + view_lines(self.fields)
 
     def grammar(self, gamma: int) -> str:
+        """The GBNF grammar of the function under IGM gate ``gamma`` (from ``head`` on unless prefilled)."""
         return tfcaf_grammar(self.fields, gamma, head="" if self.prefill else self.head).gbnf()
 
     def reply(self, text: str) -> str:
@@ -133,6 +138,8 @@ def extract_code(reply: str) -> str:
 
 @dataclass
 class Attempt:
+    """One try of a candidate: the coder's reply, the code taken from it and the checks' report."""
+
     reply: str  # the coder's text
     code: str  # the code extracted from it
     report: dict  # CheckReport.to_dict()
@@ -140,20 +147,30 @@ class Attempt:
 
 @dataclass
 class Candidate:
+    """One of a round's K candidates: its first reply and each retry after a rejection, in order."""
+
     index: int
     attempts: list[Attempt] = field(default_factory=list)
 
     @property
     def final(self) -> Attempt:
+        """The last attempt (the one that passed, or the last rejected one)."""
         return self.attempts[-1]
 
     @property
     def passed(self) -> bool:
+        """Whether the last attempt passed every check."""
         return bool(self.attempts) and self.final.report["passed"]
 
 
 @dataclass
 class Round:
+    """One round of the loop: the coder's prompt, its candidates and the evaluator's pick and advice.
+
+    ``evaluator_prompt`` stays None and ``choice`` None when no candidate passed; ``seconds`` is the
+    round's wall-clock time.
+    """
+
     index: int
     coder_prompt: list[dict]
     candidates: list[Candidate]
@@ -166,11 +183,14 @@ class Round:
 
     @property
     def valid(self) -> list[Candidate]:
+        """The candidates that passed the checks, the ones the evaluator chooses from."""
         return [c for c in self.candidates if c.passed]
 
 
 @dataclass
 class QLLMResult:
+    """What ``run_qllm`` returns: the IGM gate and how it was decided, every round, and the chosen code."""
+
     gamma: int
     gamma_note: str
     rounds: list[Round]
@@ -178,9 +198,11 @@ class QLLMResult:
 
     @property
     def passed_per_round(self) -> list[int]:
+        """How many candidates passed the checks in each round."""
         return [len(r.valid) for r in self.rounds]
 
     def failure_report(self) -> str:
+        """The message when no candidate passed: each candidate's last rejection reason, one per line."""
         reasons = [
             f"round {r.index + 1}, candidate {c.index + 1}: {c.final.report['reason'] or 'no code'}"
             for r in self.rounds
@@ -189,6 +211,7 @@ class QLLMResult:
         return "no candidate passed the sandbox checks:\n  " + "\n  ".join(reasons)
 
     def to_dict(self) -> dict:
+        """The record as JSON-ready data: gamma, its note, passes per round and every round (not ``code``)."""
         return {
             "gamma": self.gamma,
             "gamma_note": self.gamma_note,
@@ -222,6 +245,9 @@ def infer_gamma(llm: LLM, task: str, seed: int = 0, constrained: bool = False) -
 
 
 def coder_messages(task: str, req: str, advice: str, previous: str | None) -> list[dict]:
+    """The coder's chat messages: the task and requirements, plus the previous round's pick and the
+    evaluator's advice when there are any (then it is asked for an improved function).
+    """
     extra = ""
     if previous:
         extra += f"\n\nThe evaluator's pick of the previous round:\n```python\n{previous}\n```"
@@ -236,6 +262,9 @@ def coder_messages(task: str, req: str, advice: str, previous: str | None) -> li
 
 
 def evaluator_messages(task: str, req: str, valid: list[Candidate]) -> list[dict]:
+    """The evaluator's chat messages: the task, the requirements and the ``valid`` candidates numbered
+    from 1, asking for a ``CHOICE:`` line and an ``ADVICE:`` line.
+    """
     listing = "\n\n".join(f"Candidate {i + 1}:\n```python\n{c.final.code}\n```" for i, c in enumerate(valid))
     return [
         {"role": "system", "content": EVALUATOR_ROLE},
@@ -265,6 +294,7 @@ def read_choice(reply: str, n: int) -> tuple[int, str]:
 
 
 def read_advice(reply: str) -> str:
+    """The text after ``ADVICE:`` in the evaluator's reply (at most 400 characters), or an empty string."""
     m = re.search(r"ADVICE\s*[:=]\s*(.+)", reply, re.I)
     return m.group(1).strip()[:400] if m else ""
 

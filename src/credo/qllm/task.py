@@ -254,6 +254,10 @@ def view_lines(fields: list[StateField]) -> str:
 
 @dataclass(frozen=True)
 class Example:
+    """A worked TFCAF for the constrained coder prompt: the env family, a one-line task description, the
+    state fields it reads and the function body after the state view.
+    """
+
     family: str
     task: str
     fields: tuple[StateField, ...]
@@ -299,6 +303,7 @@ EXAMPLES = (
 
 
 def example_code(ex: Example) -> str:
+    """The example as a whole function: the ``def tfcaf`` line, the state view of its fields, its body."""
     return "def tfcaf(agent_qs, state):\n" + view_lines(list(ex.fields)) + ex.body
 
 

@@ -25,6 +25,7 @@ def _normalise(logp: np.ndarray) -> np.ndarray:
 
 
 def entropy(logp: np.ndarray) -> np.ndarray:
+    """Entropy (nats) over the last axis, from log-probabilities (renormalised first, like ``kl``)."""
     logp = _normalise(logp)
     return -(np.exp(logp) * logp).sum(-1)
 

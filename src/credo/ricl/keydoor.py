@@ -33,6 +33,8 @@ from credo.ricl.reflect import FeedbackStats, LetterPolicy, reflect
 
 @dataclass
 class KeyDoorSetup:
+    """The experiment's corridor and estimator settings: corridor length, discount, beta, rollout horizon."""
+
     length: int = 10
     gamma: float = 0.9
     beta: float = 0.05  # temperature of the improvement pi_0 exp(A / beta) that RICL is measured against
@@ -181,6 +183,9 @@ def ground_truth(setup: KeyDoorSetup, logp0: np.ndarray) -> np.ndarray:
 def ricl_errors(
     setup: KeyDoorSetup, logp0, refl: Reflections, ns: list[int], trials: int, rng
 ) -> dict[int, list[float]]:
+    """RICL's error (``error``) per number of trajectories: for each ``n`` in ``ns``, ``trials`` errors,
+    each averaging ``n`` of the drawn reflections taken at random without replacement.
+    """
     gt = ground_truth(setup, logp0)[refl.states]
     out = {}
     for n in ns:
@@ -196,6 +201,9 @@ def ricl_errors(
 def mc_errors(
     setup: KeyDoorSetup, logp0, states: list[int], ns: list[int], trials: int, rng
 ) -> dict[int, list[float]]:
+    """Monte Carlo's error (``error``) over ``states`` per number of trajectories: for each ``n`` in
+    ``ns``, ``trials`` errors of fresh estimates from ``n`` rollouts per state-action pair.
+    """
     gt = ground_truth(setup, logp0)[states]
     return {
         n: [

@@ -99,12 +99,18 @@ class TextTask:
 
     @property
     def letters(self) -> list[str]:
+        """The action letters in action-index order (``A`` is action 0)."""
         return [letter for letter, _ in self.actions]
 
     def action_list(self) -> str:
+        """The actions as ``"letter": "description",`` lines, for ``{actions}`` in a system prompt."""
         return "\n".join(f'"{letter}": "{text}",' for letter, text in self.actions)
 
     def policy_messages(self, obs: str, feedback: str | None = None, mission: str = "") -> list[dict]:
+        """The policy's chat messages for observation ``obs``: the system prompt (with ``mission`` and the
+        action list filled in) and the user prompt, with ``feedback`` appended after ``FEEDBACK_INTRO``
+        when given (an in-context update, or Reflexion's lessons).
+        """
         user = self.user.format(observation=obs)
         if feedback:
             user += "\n" + FEEDBACK_INTRO + feedback
@@ -112,6 +118,7 @@ class TextTask:
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
     def describe_action(self, action: int) -> str:
+        """Action index ``action`` as the prompts show it: ``letter (description)``."""
         letter, text = self.actions[action]
         return f"{letter} ({text})"
 
@@ -140,6 +147,9 @@ class TextTask:
 
 
 def keydoor_task() -> TextTask:
+    """The Key-Door prompts: letters A-D for the env's four actions, ``KEYDOOR_SYSTEM`` and
+    ``KEYDOOR_REFLECTOR_SYSTEM``, and a user prompt that lists the actions after the observation.
+    """
     from credo.envs.text.keydoor import ACTIONS
 
     letters = "ABCD"
@@ -154,6 +164,9 @@ def keydoor_task() -> TextTask:
 
 
 def babyai_task(task: str = "goto") -> TextTask:
+    """The BabyAI prompts for ``task`` (of ``babyai:<task>``): the env's lettered actions and the
+    ``BABYAI_*`` prompts; the reflector gets the policy's system prompt.
+    """
     from credo.envs.text.babyai import ACTIONS
 
     return TextTask(
@@ -162,6 +175,7 @@ def babyai_task(task: str = "goto") -> TextTask:
 
 
 def task_for(env_name: str) -> TextTask:
+    """The prompts of text env ``env_name`` (``keydoor`` or ``babyai:<task>``); ValueError for others."""
     if env_name == "keydoor":
         return keydoor_task()
     if env_name.startswith("babyai:"):

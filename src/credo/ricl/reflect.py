@@ -61,17 +61,21 @@ class FeedbackStats:
     counts: Counter = field(default_factory=Counter)
 
     def add(self, status: str) -> None:
+        """Counts one reflection with ``status`` (``ok``, or why its feedback was unusable)."""
         self.counts[status] += 1
 
     @property
     def total(self) -> int:
+        """The number of reflections counted."""
         return sum(self.counts.values())
 
     @property
     def usable(self) -> int:
+        """The number of reflections whose feedback was usable (status ``ok``)."""
         return self.counts["ok"]
 
     def to_dict(self) -> dict:
+        """The counts by status, for the metrics rows and the summary."""
         return dict(self.counts)
 
 
@@ -116,6 +120,7 @@ class LetterPolicy:
         return lp - (m + np.log(np.exp(lp - m).sum()))
 
     def sample(self, rng: np.random.Generator, obs: str, mission: str = "") -> tuple[int, np.ndarray]:
+        """Samples an action at ``obs`` (without feedback): ``(action index, [A] log-probabilities)``."""
         logp = self.log_probs(obs, mission=mission)
         return int(rng.choice(len(logp), p=np.exp(logp))), logp
 

@@ -106,11 +106,15 @@ class TextEpisodeEnv:
         self._bot, self._last_action = None, None
 
     def reset(self, seed: int) -> tuple[str, str]:
+        """Starts the episode of ``seed``; returns (observation text, mission). BabyAI's goal line is left
+        out of the text, since the mission goes into the system prompt.
+        """
         obs, _ = self.env.reset(seed=seed)
         self._bot, self._last_action = None, None  # the expert plans each episode afresh
         return self._text(obs), obs.get("mission", "")
 
     def step(self, action: int) -> tuple[str, float, bool, bool]:
+        """Takes action index ``action``; returns (next observation text, reward, episode over, success)."""
         self._last_action = action
         obs, reward, terminated, truncated, info = self.env.step(action)
         return self._text(obs), float(reward), bool(terminated or truncated), bool(info.get("success"))
@@ -155,6 +159,8 @@ class TextEpisodeEnv:
 
 @dataclass
 class Episode:
+    """One collected episode: its steps, the policy ``pi_k`` at each step, the expert's actions if asked for."""
+
     steps: list[Step]
     logp: np.ndarray  # [T, A] pi_k at each step
     mission: str
@@ -163,12 +169,18 @@ class Episode:
 
     @property
     def ret(self) -> float:
+        """The episode's return: the sum of its rewards, undiscounted."""
         return float(sum(s.reward for s in self.steps))
 
 
 def run_episode(
     env: TextEpisodeEnv, policy: LetterPolicy, rng, seed: int, memory: str | None = None, expert: bool = False
 ) -> Episode:
+    """Plays one episode of ``env`` from ``seed``, sampling each action from ``policy`` with ``rng``.
+
+    ``memory``: Reflexion's lessons, put in the policy's prompt; ``expert``: record the expert's
+    action at every step (for oracle feedback and ``test_expert_prob``), else None per step.
+    """
     obs, mission = env.reset(seed)
     steps, logps, experts, done, success = [], [], [], False, False
     while not done:
@@ -196,6 +208,13 @@ def oracle_feedback(task: TextTask, action: int, expert: int, accuracy: float, r
 
 
 class RICOLTrainer:
+    """Runs ``ricol``, ``rwr`` or ``reflexion`` into ``run_dir`` (see the module docstring).
+
+    Seeds run one after another; each checkpoints after every iteration and resumes from its last
+    checkpoint. ``log`` receives one line per iteration. Raises ValueError for an algorithm other
+    than those three or an out-of-range setting.
+    """
+
     def __init__(self, cfg: RICOLConfig, run_dir: Path, log=print):
         if cfg.algo not in RICOL_ALGOS:
             raise ValueError(f"RICOLTrainer runs {', '.join(RICOL_ALGOS)}, not {cfg.algo!r}")
@@ -294,6 +313,12 @@ class RICOLTrainer:
     # --- one seed ---
 
     def run_seed(self, i: int) -> dict:
+        """Trains seed index ``i`` to ``iterations``, from its checkpoint if there is one; returns the trainer
+        state it saved last (iteration, env steps, Reflexion's lessons, the RNG state).
+
+        Appends one metrics row per iteration (plus the evaluation before the first) to
+        ``metrics/seed_<i>.jsonl``, dropping rows the checkpoint does not cover.
+        """
         import torch
 
         cfg = self.cfg
@@ -522,6 +547,7 @@ class RICOLTrainer:
     # --- the whole run ---
 
     def run(self) -> dict:
+        """Records the run's metadata, trains every seed, then writes the summary (``finish``); returns it."""
         from credo.engine import metadata
 
         # No JAX devices (JAX on a GPU would take the memory torch needs); torch's versions instead.
@@ -531,6 +557,9 @@ class RICOLTrainer:
         return self.finish()
 
     def finish(self) -> dict:
+        """Writes ``summary.json`` (final test success rates and their IQM and 95% CI, time per iteration,
+        feedback counts) and ``learning_curve.png`` from the seeds' metrics; returns the summary.
+        """
         from credo import stats
 
         cfg = self.cfg

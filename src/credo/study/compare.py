@@ -787,6 +787,10 @@ def _default_out(paths: list[str]) -> Path:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """``credo compare``: loads the runs under ``args.paths``, compares them (``compare``), writes the
+    report files to ``args.out`` (default: the first path if it is a directory, else ``compare/``)
+    and prints the markdown report; returns the exit status 0. ValueError when no run has evaluations.
+    """
     note, runs = load_runs_or_fail(args.paths)
     result = compare(
         runs,

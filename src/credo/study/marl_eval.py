@@ -181,6 +181,9 @@ def load_marl_eval(path: str | Path) -> dict[str, Any]:
 
 
 def cmd_export_marl_eval(args: argparse.Namespace) -> int:
+    """``credo export marl-eval``: writes the runs under ``args.paths`` to ``args.out`` as marl-eval's
+    raw-experiment JSON (``export_marl_eval``) and prints what it wrote per env and task; returns 0.
+    """
     note, runs = load_runs_or_fail(args.paths)
     data = export_marl_eval(runs, args.out, note=note)
     n_runs = sum(len(r) for t in data.values() for a in t.values() for r in a.values())

@@ -127,10 +127,12 @@ class Run:
 
     @property
     def algo(self) -> str:
+        """The config's ``algo`` (else the summary's; ``?`` when neither names it)."""
         return str(self.config.get("algo") or (self.summary or {}).get("algo") or "?")
 
     @property
     def env(self) -> str:
+        """The env key, ``lbf:Foraging-8x8-2p-3f-v3`` say (the config's, else the summary's, else ``?``)."""
         return str(self.config.get("env") or (self.summary or {}).get("env") or "?")
 
     @property
@@ -145,10 +147,12 @@ class Run:
 
     @property
     def finished(self) -> bool:
+        """Whether the run wrote ``summary.json`` (an unfinished run is read up to its last evaluation)."""
         return self.summary is not None
 
     @property
     def name(self) -> str:
+        """The run directory's name (the last part of ``path``; ``label`` is what reports show)."""
         return self.path.name
 
     @property
@@ -213,6 +217,7 @@ def _is_number(v: Any) -> bool:
 
 
 def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` holds a run: a ``config.yaml`` file and a ``metrics/`` directory."""
     return (path / "config.yaml").is_file() and (path / "metrics").is_dir()
 
 

@@ -113,6 +113,11 @@ class MixedTrainLocalTask(RoomGridLevel):
         self.mission = self.surface
 
     def gen_mission(self) -> None:
+        """Places the objects and the agent and sets ``instrs``, the mission of this task kind.
+
+        Raises ``RejectSampling`` (and the grid is drawn again) when an object is out of the agent's
+        reach or the mission names a held-out phrase (``HELD_OUT``).
+        """
         if self.task == "open":
             self.instrs = self._open_mission()
         else:
@@ -180,14 +185,19 @@ class BabyAITextEnv(gymnasium.Wrapper):
 
     @property
     def max_steps(self) -> int:
+        """The episode limit: ``TASKS[task]`` unless ``max_steps`` was given."""
         return self.env.unwrapped.max_steps
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        """Draws a new room and mission from ``seed``; returns the observation and ``info`` (``success`` False)."""
         obs, info = self.env.reset(seed=seed, options=options)
         self._mission_code = _mission_code(self.task, self.env.unwrapped.instrs)
         return self._observation(obs), {**info, "success": False}
 
     def step(self, action: int | str) -> tuple[dict, float, bool, bool, dict]:
+        """Takes a letter A-F or a minigrid action index 0-5 (ValueError otherwise); returns the gymnasium
+        5-tuple, ``info["success"]`` True when the mission is done (a terminal step with positive reward).
+        """
         obs, reward, terminated, truncated, info = self.env.step(action_index(action))
         info = {**info, "success": bool(terminated and reward > 0)}
         return self._observation(obs), float(reward), terminated, truncated and not terminated, info

@@ -122,6 +122,10 @@ class KeyDoorEnv(gymnasium.Env):
         self._steps, self._done = 0, True
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        """Starts an episode at a uniform position without the key, or at ``options["position"]`` (and
+        ``"has_key"``); returns ``(observation, {"success": False})``. ValueError for an unknown option
+        or a position outside the corridor.
+        """
         super().reset(seed=seed)
         options = dict(options or {})
         unknown = set(options) - {"position", "has_key"}
@@ -137,6 +141,10 @@ class KeyDoorEnv(gymnasium.Env):
         return self._observation(), {"success": False}
 
     def step(self, action: int) -> tuple[dict, float, bool, bool, dict]:
+        """Takes action index 0-3 (see ``ACTIONS``); returns the gymnasium 5-tuple: reward 1 and
+        ``terminated`` when the door is unlocked, ``truncated`` at ``max_steps``. RuntimeError after the
+        episode has ended, ValueError for another action.
+        """
         if self._done:
             raise RuntimeError("the episode has ended; call reset() before step()")
         self._position, self._has_key, reward, terminated = transition(

@@ -20,6 +20,11 @@ from credo.envs.text import make_text_env
 
 
 class SymbolicTupleEnv(gymnasium.Env):
+    """Text env ``name`` as a one-agent gymnasium env with ``Tuple`` spaces: the ``symbolic`` observation
+    (float32 in [0, 1]) and the action index; reward 1 on success, else 0. ``kwargs`` go to
+    ``make_text_env``.
+    """
+
     def __init__(self, name: str, **kwargs):
         self.env = make_text_env(name, **kwargs)
         box = self.env.observation_space["symbolic"]
@@ -28,10 +33,14 @@ class SymbolicTupleEnv(gymnasium.Env):
         self.max_episode_steps = int(getattr(self.env, "max_steps", 0) or self.env.unwrapped.max_steps)
 
     def reset(self, *, seed=None, options=None):
+        """Resets the text env; returns ``((symbolic observation,), info)``."""
         obs, info = self.env.reset(seed=seed, options=options)
         return (obs["symbolic"].astype(np.float32),), info
 
     def step(self, actions):
+        """Steps with ``actions[0]``; returns the gymnasium 5-tuple with the success reward (0 or 1) and the
+        env's own reward in ``info["env_reward"]``.
+        """
         obs, reward, terminated, truncated, info = self.env.step(int(actions[0]))
         success = bool(info.get("success"))
         return (
@@ -43,10 +52,14 @@ class SymbolicTupleEnv(gymnasium.Env):
         )
 
     def close(self):
+        """Closes the wrapped text env."""
         self.env.close()
 
 
 def build(name: str, episode_limit: int | None = None, **kwargs):
+    """The ``text`` family's builder: ``name`` (``keydoor``, ``babyai-<task>``) as a ``GymEnv`` whose episode
+    limit defaults to the text env's ``max_steps``; ``EnvKeyError`` for a name the family does not list.
+    """
     from credo.envs.host import GymEnv
     from credo.envs.registry import unknown_name
     from credo.envs.text import FAMILY
