@@ -39,6 +39,7 @@ def __getattr__(name: str):
 
 
 def config_root():
+    """The package's YAML defaults: ``configs/algos``, ``configs/envs`` and ``configs/tuned``."""
     return Path(__file__).parent / "configs"
 
 
@@ -118,6 +119,8 @@ def _check_new_run_dir(args) -> None:
 
 
 def cmd_train(args) -> int:
+    """``credo train``: a new run (ALGO ENV, or ``--config FILE``), or ``--resume RUN_DIR``; prints
+    the summary. A thin layer over ``credo.api``."""
     if not args.resume:
         _check_new_run_dir(args)  # a bad --name or --out fails in a moment, before JAX starts
     from credo import api
@@ -202,6 +205,7 @@ def cmd_ricl_keydoor(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    """``credo eval RUN_DIR``: evaluates a run's checkpoint or snapshot, prints returns per seed."""
     from credo import stats
     from credo.api import Run
 
@@ -262,6 +266,7 @@ def _report_line(r) -> str:
 
 
 def cmd_rollout(args) -> int:
+    """``credo rollout ENV``: random-policy episodes of an env, with steps per second."""
     envs = _envs()
     from credo.envs.rollout import random_rollout
 
@@ -290,6 +295,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_report(args) -> int:
+    """``credo report RUN_DIR...``: matrix-game runs' greedy joint actions and payoffs against the optimum."""
     from credo.report import format_matrix, matrix_results
 
     if args.all_seeds:
@@ -304,6 +310,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_graph(args) -> int:
+    """``credo graph RUN_DIR``: the interaction graphs a dependence-graph run learned, summarised and plotted."""
     from credo.graph_report import learned_graphs, plot_timeline, summarise
 
     result = learned_graphs(
@@ -354,6 +361,8 @@ def cmd_qllm_check(args) -> int:
 
 
 def cmd_qllm_generate(args) -> int:
+    """``credo qllm-generate ENV``: QLLM's coder/evaluator loop writes and checks a TFCAF for ENV and
+    saves it (JSON and code) for ``credo train qllm ENV --set tfcaf=FILE``."""
     import datetime as dt
     import time
 
@@ -555,6 +564,7 @@ class _TrainHelp(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``credo`` argument parser with every subcommand (``credo --help`` lists them)."""
     p = _Parser(prog="credo", description="Credit assignment in reinforcement learning.")
     sub = p.add_subparsers(dest="command", required=True)
     plugins = argparse.ArgumentParser(add_help=False)
@@ -790,6 +800,10 @@ def use_compilation_cache() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``credo`` command: returns the exit status (0 done, 1 failed, 2 bad input, 130 interrupted).
+
+    Bad input (a ValueError and its kin) is one line on stderr, not a traceback.
+    """
     use_all_cpu_cores()
     use_compilation_cache()
     args = build_parser().parse_args(argv)

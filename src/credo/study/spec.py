@@ -98,6 +98,8 @@ class Cell:
 
 @dataclasses.dataclass(frozen=True)
 class SweepSpec:
+    """A parsed sweep spec: its cells in order, and the settings every cell shares."""
+
     name: str
     cells: list[Cell]
     retries: int = 1
@@ -109,6 +111,7 @@ class SweepSpec:
     raw: dict = dataclasses.field(default_factory=dict)  # the spec as read
 
     def cell(self, index: int) -> Cell:
+        """Cell ``index`` (``credo sweep --index``); a SpecError naming the valid range otherwise."""
         if not 0 <= index < len(self.cells):
             raise SpecError(
                 f"--index {index} is out of range: this sweep has cells 0..{len(self.cells) - 1}."
@@ -144,6 +147,7 @@ def load_spec(path: str | Path) -> SweepSpec:
 
 
 def parse_spec(raw: Any, source: str = "<spec>") -> SweepSpec:
+    """Checks a spec read from YAML (``source`` names it in errors) and expands it into cells."""
     if not isinstance(raw, dict):
         raise SpecError(f"{source}: a sweep spec is a mapping with keys {', '.join(SPEC_KEYS)}.")
     for key in raw:

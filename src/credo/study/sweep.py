@@ -83,6 +83,8 @@ def cell_argv(root: Path, cell: Cell) -> list[str]:
 
 
 def write_cell_marker(root: Path, spec_name: str, cell: Cell) -> None:
+    """Writes the cell's marker file into its run directory (if it exists): which sweep and cell made
+    it, so ``credo compare`` labels the run by the cell and a rerun recognises it."""
     run = root / cell.name
     if run.is_dir():
         doc = {"sweep": spec_name, "cell": cell.name, **cell.to_dict()}
@@ -256,6 +258,8 @@ def plan(spec: SweepSpec, out: Path) -> list[dict]:
 
 
 def format_plan(rows: list[dict]) -> str:
+    """``plan``'s rows as the table ``credo sweep --dry-run`` prints: index, cell, status, env, and
+    the first line of the error of an invalid or changed cell."""
     width = max(len(r["name"]) for r in rows)
     lines = [f"{'#':>3}  {'cell':{width}}  status   env"]
     for r in rows:
@@ -374,9 +378,11 @@ class RayCells:
         self.submitted: dict = {}  # ObjectRef -> time.time() at submission
 
     def has_room(self) -> bool:
+        """Whether another cell may start (fewer than ``limit`` running)."""
         return len(self.pending) < self.limit
 
     def submit(self, cell: Cell) -> None:
+        """Starts ``cell`` as a Ray task (``run_cell_process``) and tracks it until ``wait`` returns it."""
         ref = self.task.remote(cell.to_dict(), str(self.root), self.spec.name, self.spec.cpus_per_cell)
         self.pending[ref] = cell
         self.submitted[ref] = time.time()
@@ -400,12 +406,14 @@ class RayCells:
         return out
 
     def cancel_all(self) -> list[Cell]:
+        """Cancels every running cell (Ctrl-C); returns them. Their checkpoints stay: a rerun resumes."""
         for ref in self.pending:
             self.ray.cancel(ref, force=True)
         cells, self.pending = list(self.pending.values()), {}
         return cells
 
     def close(self) -> None:
+        """Shuts Ray down if this sweep started it (not a cluster it joined with ``--address``)."""
         if self.started_ray:
             self.ray.shutdown()
 
@@ -457,6 +465,7 @@ class SweepDisplay:
             )
 
     def env_steps(self) -> int:
+        """Env steps trained so far over all cells and seeds (read from the cells' metrics files)."""
         total = 0
         for r in self.rows:
             if r["name"] in self.finished_steps:
@@ -469,19 +478,23 @@ class SweepDisplay:
         return total
 
     def counts(self) -> dict:
+        """How many cells are done, running and failed."""
         return {s: sum(r["status"] == s for r in self.rows) for s in ("done", "running", "failed")}
 
     def status_text(self) -> str:
+        """The counts as one line: ``3/8 done, 2 running, 0 failed``."""
         c = self.counts()
         return f"{c['done']}/{len(self.rows)} done, {c['running']} running, {c['failed']} failed"
 
     def eta(self, steps: int) -> str:
+        """Time left at the env-step rate since the sweep started (``ETA ?`` before it is known)."""
         rate = (steps - self.steps0) / max(time.time() - self.t0, 1e-9)
         if not self.total or rate <= 0:
             return "ETA ?"
         return f"ETA {_duration(max(self.total - steps, 0) / rate)}"
 
     def event(self, text: str) -> None:
+        """Prints a time-stamped line above the progress bar (or as a plain line without one)."""
         line = f"[{dt.datetime.now().strftime('%H:%M:%S')}] {text}"
         if self.bar is not None:
             self.bar.write(line)
@@ -489,6 +502,7 @@ class SweepDisplay:
             print(line, flush=True)
 
     def cell_finished(self, cell: Cell, row: dict) -> None:
+        """Reports a cell's end: its time when done, its log and error when it failed."""
         if row["status"] == "done":
             self.event(f"cell {cell.index} {cell.name}: done in {row.get('seconds') or 0:.0f} s")
         else:
@@ -514,6 +528,7 @@ class SweepDisplay:
         return text
 
     def close(self) -> None:
+        """Draws the bar a last time and closes it."""
         if self.bar is not None:
             self.update()
             self.bar.close()
