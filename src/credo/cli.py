@@ -295,7 +295,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_report(args) -> int:
-    """``credo report RUN_DIR...``: matrix-game runs' greedy joint actions and payoffs against the optimum."""
+    """``credo report matrix RUN_DIR...``: matrix-game runs' greedy joint actions and payoffs against the optimum."""
     from credo.report import format_matrix, matrix_results
 
     if args.all_seeds:
@@ -361,7 +361,7 @@ def cmd_qllm_check(args) -> int:
 
 
 def cmd_qllm_generate(args) -> int:
-    """``credo qllm-generate ENV``: QLLM's coder/evaluator loop writes and checks a TFCAF for ENV and
+    """``credo qllm generate ENV``: QLLM's coder/evaluator loop writes and checks a TFCAF for ENV and
     saves it (JSON and code) for ``credo train qllm ENV --set tfcaf=FILE``."""
     import datetime as dt
     import time

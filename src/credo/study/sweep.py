@@ -509,6 +509,7 @@ class SweepDisplay:
             self.event(f"cell {cell.index} {cell.name}: FAILED, log {row['log']}: {row.get('error')}")
 
     def update(self) -> None:
+        """Moves the bar to the env steps trained so far and shows the cell counts beside it."""
         if self.bar is not None:
             self.bar.update(self.env_steps() - self.bar.n)
             self.bar.set_postfix_str(self.status_text())
@@ -520,6 +521,7 @@ class SweepDisplay:
             )
 
     def summary_line(self) -> str:
+        """The sweep's closing line: counts, its directory, and each failed cell with its log."""
         failed = [r for r in self.rows if r["status"] == "failed"]
         text = f"sweep {self.spec.name}: {self.status_text()} ({self.root})"
         for r in failed:
