@@ -117,6 +117,19 @@ def test_a_plugin_trains_evaluates_and_resumes_from_the_cli(tmp_path):
     # No --import: the run's config.yaml names the plugin.
     ev = run_credo("eval", str(run), "--episodes", "2", cwd=tmp_path, pythonpath=[PLUGIN_DIR])
     assert ev.returncode == 0 and "maxsum on rendezvous:line-5" in ev.stdout, ev.stderr[-3000:]
+    longer = run_credo(
+        "train",
+        "--resume",
+        str(run),
+        "--steps",
+        "900",
+        "--no-progress",
+        cwd=tmp_path,
+        pythonpath=[PLUGIN_DIR],
+    )
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    rows = [json.loads(line) for line in (run / "metrics" / "seed_0.jsonl").read_text().splitlines()]
+    assert rows[-1]["env_steps"] >= 900 > 600
     # Without the plugin on the path: one line naming it and what to do.
     lost = run_credo("eval", str(run), cwd=tmp_path)
     assert lost.returncode == 2 and len(lost.stderr.strip().splitlines()) == 1, lost.stderr
