@@ -154,20 +154,21 @@ class Trainer:
     # --- state ----------------------------------------------------------------------
 
     def init_state(self) -> TrainState:
-        """Initial state of every seed, stacked on a leading seed axis (initialised outside vmap)."""
-        states = []
-        for seed in self.seeds:
-            k_init, k_run = jax.random.split(jax.random.PRNGKey(seed))
-            states.append(
-                TrainState(
-                    self.learner.init(k_init),
-                    None if self.on_policy else buffer_init(self.spec, self.cfg.buffer_size),
-                    k_run,
-                    count_zero(),
-                    count_zero(),
-                )
-            )
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+        """Initial state of every seed, stacked on a leading seed axis (initialised outside vmap).
+
+        One jitted program initialises a seed and another stacks them: run eagerly, the
+        networks' initialisers compiled dozens of one-operation programs (15 s for QMIX on LBF
+        on 2 cores, at the start of every run; 1.5 s jitted). Same values as eager.
+        """
+
+        def one(seed_key):
+            k_init, k_run = jax.random.split(seed_key)
+            buffer = None if self.on_policy else buffer_init(self.spec, self.cfg.buffer_size)
+            return TrainState(self.learner.init(k_init), buffer, k_run, count_zero(), count_zero())
+
+        init = jax.jit(one)
+        states = [init(jax.random.PRNGKey(seed)) for seed in self.seeds]
+        return jax.jit(lambda xs: jax.tree.map(lambda *leaves: jnp.stack(leaves), *xs))(states)
 
     def to_devices(self, tree):
         """Places a [seeds, ...] tree with its seed axis sharded over the devices."""
