@@ -331,7 +331,7 @@ def compare_settings(case: str, jm: dict) -> list[dict]:
     if case == "qmix":
         rows = [
             ("env", jm["ENV_NAME"], cfg.env, True),
-            ("parallel envs", jm["NUM_ENVS"], cfg.n_envs, jm["NUM_ENVS"] == cfg.n_envs),
+            ("parallel envs", jm["NUM_ENVS"], cfg.n_envs),
             (
                 "steps per env per update",
                 f"{jm['NUM_STEPS']} (rollouts cross episode ends, the env auto-resets)",
@@ -348,27 +348,11 @@ def compare_settings(case: str, jm: dict) -> list[dict]:
                 "batch (sampled sequences per gradient step)",
                 jm["BUFFER_BATCH_SIZE"],
                 cfg.batch_size,
-                jm["BUFFER_BATCH_SIZE"] == cfg.batch_size,
             ),
-            (
-                "gradient steps per update",
-                jm["NUM_EPOCHS"],
-                cfg.updates_per_iteration,
-                jm["NUM_EPOCHS"] == cfg.updates_per_iteration,
-            ),
-            ("GRU width", jm["HIDDEN_SIZE"], cfg.hidden_dim, jm["HIDDEN_SIZE"] == cfg.hidden_dim),
-            (
-                "mixer embedding",
-                jm["MIXER_EMBEDDING_DIM"],
-                cfg.mixing_embed_dim,
-                jm["MIXER_EMBEDDING_DIM"] == cfg.mixing_embed_dim,
-            ),
-            (
-                "hypernetwork hidden width",
-                jm["MIXER_HYPERNET_HIDDEN_DIM"],
-                cfg.hypernet_embed,
-                jm["MIXER_HYPERNET_HIDDEN_DIM"] == cfg.hypernet_embed,
-            ),
+            ("gradient steps per update", jm["NUM_EPOCHS"], cfg.updates_per_iteration),
+            ("GRU width", jm["HIDDEN_SIZE"], cfg.hidden_dim),
+            ("mixer embedding", jm["MIXER_EMBEDDING_DIM"], cfg.mixing_embed_dim),
+            ("hypernetwork hidden width", jm["MIXER_HYPERNET_HIDDEN_DIM"], cfg.hypernet_embed),
             (
                 "target update",
                 f"hard (TAU {jm['TAU']}) every {jm['TARGET_UPDATE_INTERVAL']} updates",
@@ -396,13 +380,8 @@ def compare_settings(case: str, jm: dict) -> list[dict]:
                 f"{cfg.optimizer}, lr {cfg.lr}",
                 False,
             ),
-            (
-                "gradient clip (global norm)",
-                jm["MAX_GRAD_NORM"],
-                cfg.grad_clip,
-                jm["MAX_GRAD_NORM"] == cfg.grad_clip,
-            ),
-            ("gamma", jm["GAMMA"], cfg.gamma, jm["GAMMA"] == cfg.gamma),
+            ("gradient clip (global norm)", jm["MAX_GRAD_NORM"], cfg.grad_clip),
+            ("gamma", jm["GAMMA"], cfg.gamma),
             ("reward standardisation", "none", cfg.standardise_rewards, not cfg.standardise_rewards),
             (
                 "epsilon decay",
@@ -432,8 +411,8 @@ def compare_settings(case: str, jm: dict) -> list[dict]:
                 f"{cfg.n_envs * limit} ({cfg.n_envs} envs x {limit}-step episodes)",
                 jm["NUM_ENVS"] * jm["NUM_STEPS"] == cfg.n_envs * limit,
             ),
-            ("epochs", jm["UPDATE_EPOCHS"], cfg.epochs, jm["UPDATE_EPOCHS"] == cfg.epochs),
-            ("minibatches", jm["NUM_MINIBATCHES"], cfg.minibatches, jm["NUM_MINIBATCHES"] == cfg.minibatches),
+            ("epochs", jm["UPDATE_EPOCHS"], cfg.epochs),
+            ("minibatches", jm["NUM_MINIBATCHES"], cfg.minibatches),
             (
                 "networks",
                 f"64-64 MLP actor and critic, {jm['ACTIVATION']} {code}",
@@ -447,21 +426,16 @@ def compare_settings(case: str, jm: dict) -> list[dict]:
                 f"{cfg.lr} constant",
                 jm["LR"] == cfg.lr and not jm.get("ANNEAL_LR"),
             ),
-            ("clip eps", jm["CLIP_EPS"], cfg.clip_eps, jm["CLIP_EPS"] == cfg.clip_eps),
+            ("clip eps", jm["CLIP_EPS"], cfg.clip_eps),
             (
                 "value loss clipped",
                 f"yes, by CLIP_EPS {code}",
                 cfg.clip_value_loss,
                 bool(cfg.clip_value_loss),
             ),
-            ("entropy coef", jm["ENT_COEF"], cfg.ent_coef, jm["ENT_COEF"] == cfg.ent_coef),
-            ("value coef", jm["VF_COEF"], cfg.vf_coef, jm["VF_COEF"] == cfg.vf_coef),
-            (
-                "max grad norm",
-                jm["MAX_GRAD_NORM"],
-                cfg.max_grad_norm,
-                jm["MAX_GRAD_NORM"] == cfg.max_grad_norm,
-            ),
+            ("entropy coef", jm["ENT_COEF"], cfg.ent_coef),
+            ("value coef", jm["VF_COEF"], cfg.vf_coef),
+            ("max grad norm", jm["MAX_GRAD_NORM"], cfg.max_grad_norm),
             (
                 "gamma / GAE lambda",
                 f"{jm['GAMMA']} / {jm['GAE_LAMBDA']}",
@@ -482,6 +456,8 @@ def compare_settings(case: str, jm: dict) -> list[dict]:
                 False,
             ),
         ]
+    # A row without a fourth item is "same" when the two values are equal.
+    rows = [r if len(r) == 4 else (*r, r[1] == r[2]) for r in rows]
     return [dict(what=w, jaxmarl=str(a), credo=str(b), same=bool(s)) for w, a, b, s in rows]
 
 

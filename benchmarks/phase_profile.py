@@ -134,19 +134,6 @@ def time_call(fn, seconds: float) -> float:
     return float(np.median(times))
 
 
-def _value(text: str):
-    """A --set value: YAML, with 1e-3 read as a number (YAML 1.1 reads it as a string)."""
-    import yaml
-
-    value = yaml.safe_load(text)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    return value
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--algos", nargs="+", default=["qmix", "me-qmix"])
@@ -157,7 +144,9 @@ def main() -> None:
     args = p.parse_args()
     import numpy as np
 
-    overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
+    from credo.config import _yaml_load  # credo's YAML reading: 1e-3 is a number, as with --set
+
+    overrides = {k: _yaml_load(v)[0] for k, v in (s.split("=", 1) for s in args.set)}
     built = {a: phases(a, args.env, overrides) for a in args.algos}
     results: dict = {a: {p: [] for p in fns} for a, (fns, _) in built.items()}
     for _ in range(args.rounds):

@@ -17,6 +17,7 @@ from credo_cli import run_credo
 
 import credo
 from credo.api import load_run_config
+from credo.engine.rundir import RunDir
 
 PLUGIN_DIR = Path(__file__).resolve().parent.parent / "examples" / "credo_example_plugin"
 SMALL = dict(test_interval=400, log_interval=200, test_episodes=4, save_interval=400)
@@ -128,8 +129,7 @@ def test_a_plugin_trains_evaluates_and_resumes_from_the_cli(tmp_path):
         pythonpath=[PLUGIN_DIR],
     )
     assert longer.returncode == 0, longer.stderr[-3000:]
-    rows = [json.loads(line) for line in (run / "metrics" / "seed_0.jsonl").read_text().splitlines()]
-    assert rows[-1]["env_steps"] >= 900 > 600
+    assert RunDir(run).rows(0)[-1]["env_steps"] >= 900 > 600
     # Without the plugin on the path: one line naming it and what to do.
     lost = run_credo("eval", str(run), cwd=tmp_path)
     assert lost.returncode == 2 and len(lost.stderr.strip().splitlines()) == 1, lost.stderr
