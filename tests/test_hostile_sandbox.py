@@ -434,3 +434,22 @@ def test_cli_generate_records_a_crashing_candidate_as_rejected(tmp_path, monkeyp
     assert "the checks crashed on this code (RecursionError" in first["attempts"][0]["report"]["reason"]
     assert second["attempts"][0]["report"]["passed"] and doc["code"] == GOOD.rstrip("\n")
     assert doc["passed_per_round"] == [1]
+
+
+def test_the_trace_deadline_is_known_to_have_fired_when_its_exception_comes_out_mangled():
+    # CPython turns an alarm that lands inside some C code into SystemError ("error return without
+    # exception set"); the check must still read that as the time limit, not as the code's error.
+    from credo.qllm.checks import _Deadline, _deadline
+
+    deadline = _deadline(0.05)
+    with pytest.raises(SystemError):
+        with deadline:
+            try:
+                time.sleep(5)
+            except _Deadline:
+                raise SystemError("error return without exception set") from None
+    assert deadline.expired
+    quick = _deadline(5)
+    with quick:
+        pass
+    assert not quick.expired
