@@ -74,6 +74,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 4])
     p.add_argument("--settings", nargs="+", default=None, help="only these settings (e.g. protocol)")
     p.add_argument(
+        "--tag",
+        default="",
+        help="suffix of the result files (ppo_throughput_TAG.md), for a run under other conditions, e.g. "
+        "`taskset -c 0` with XLA_FLAGS=--xla_force_host_platform_device_count=1 (one core)",
+    )
+    p.add_argument(
         "--seconds", type=float, default=10.0, help="timed seconds per measurement (after compile)"
     )
     args = p.parse_args()
@@ -109,7 +115,9 @@ def main() -> None:
     doc = {"benchmark": "ppo_throughput", "date": now(), "machine": machine(), "cases": cases, "rows": rows}
     doc.update(checks=checks, dg_overhead=overheads, seed_scaling=scaling)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ppo_throughput.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (RESULTS / f"ppo_throughput{'_' + args.tag if args.tag else ''}.json").write_text(
+        json.dumps(doc, indent=2) + "\n"
+    )
     m = doc["machine"]
     lines = [
         f"# IPPO / MAPPO training throughput ({doc['date'][:10]}, {m['cpu']}, {m['cores']} cores as {m['jax_devices']} JAX devices, jax {m['jax']})",
@@ -144,7 +152,7 @@ def main() -> None:
             lines.append(
                 f"| {s_['env']} | {s_['setting']} | {s_['algo']} | {s_['four_over_one']:.2f} | {met} |"
             )
-    (RESULTS / "ppo_throughput.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"ppo_throughput{'_' + args.tag if args.tag else ''}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -90,7 +90,8 @@ def machine(jax_devices: bool = True) -> dict:
     return {
         "host": socket.gethostname(),
         "cpu": cpu_model(),
-        "cores": os.cpu_count(),
+        # the cores this process may use (taskset, cgroups' cpusets), not the machine's count
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "jax_backend": backend,
