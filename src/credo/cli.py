@@ -379,6 +379,7 @@ def cmd_qllm_generate(args) -> int:
         if args.out
         else Path("runs") / f"qllm-{args.env.replace(':', '-')}-{stamp}" / "tfcaf.json"
     )
+    refine_dir = _refine_setup(args, out) if args.refine_rounds else None  # bad settings fail before the LLM
     out.parent.mkdir(parents=True, exist_ok=True)
     log_path = out.parent / "llm_log.jsonl"
     cache = False if args.no_cache else (args.cache or True)
@@ -400,12 +401,15 @@ def cmd_qllm_generate(args) -> int:
     print(f"  model {llm.model} ready in {load_s:.1f} s")
     task = describe_env(env)
     from credo.qllm.loop import constraint_for_backend
+    from credo.qllm.refine import MeteredLLM
 
     constraint = constraint_for_backend(args.grammar, llm, env)
     print(f"  constrained decoding: {'on (TFCAF grammar)' if constraint else 'off'}")
+    # with refinement, count characters and tokens for the selection's cost (without, nothing changes)
+    metered = MeteredLLM(llm) if refine_dir is not None else llm
     result = run_qllm(
-        llm,
-        llm,
+        metered,
+        metered,
         task,
         s.n_agents,
         s.state_dim,
@@ -420,6 +424,9 @@ def cmd_qllm_generate(args) -> int:
         log=lambda line: print("  " + line, flush=True),
         constraint=constraint,
     )
+    refinement = None
+    if refine_dir is not None and result.code is not None:
+        refinement = _refine(args, env, task, result, metered, refine_dir, constraint)
     took = time.perf_counter() - t0
     doc = {
         "env": args.env,
@@ -442,6 +449,25 @@ def cmd_qllm_generate(args) -> int:
         **result.to_dict(),
         "code": result.code,
     }
+    if refinement is not None:
+        doc["settings"].update(
+            {
+                k: getattr(args, k)
+                for k in ("refine_rounds", "refine_steps", "refine_seeds", "refine_holdout_seeds")
+            }
+        )
+        doc["refinement"] = refinement.to_dict()
+        doc["code"] = refinement.kept_code
+        doc["selection_cost"] = {
+            **{f"llm_{k}": v for k, v in metered.counts().items()},
+            "model_load_seconds": round(load_s, 1),
+            "training_runs": refinement.cost["training_runs"],
+            "training_env_steps": refinement.cost["training_env_steps"],
+            "training_seconds": refinement.cost["training_seconds"],
+            "seconds": round(took, 1),
+            "note": "the whole command: every LLM call (coder-evaluator and refinement rounds) and every "
+            "training; tokens are counted only where the backend has a tokenizer (the local one), else null",
+        }
     if result.code is None:
         from credo.qllm.artifact import write_json_atomic
 
@@ -455,9 +481,75 @@ def cmd_qllm_generate(args) -> int:
     print(
         f"  passed per round: {result.passed_per_round}; {took:.0f} s in all ({llm.calls} LLM calls, {llm.cache_hits} from the cache)"
     )
+    if refinement is not None:
+        c, cost = refinement.comparison(), doc["selection_cost"]
+        print(
+            f"  refinement: kept {refinement.kept or 'the loop pick (nothing finished training)'}; held-out "
+            f"score of the loop's pick {c['loop_pick_heldout']}, best of the coder-evaluator rounds "
+            f"{c['best_heldout_loop_rounds']}, best of the refinement rounds {c['best_heldout_refine_rounds']}"
+        )
+        print(
+            f"  selection cost: LLM {cost['llm_seconds']:.0f} s ({cost['llm_calls']} calls), training "
+            f"{cost['training_seconds']:.0f} s ({cost['training_runs']} runs, {cost['training_env_steps']:,} env steps)"
+        )
     print(f"  TFCAF: {json_path} (code: {py_path})")
     print(f"  train it: credo train qllm {args.env} --set tfcaf={json_path}")
     return 0
+
+
+def _refine_setup(args, out: Path) -> Path:
+    """The refinement's directory (beside the artifact), after checking its settings: the QLLM config
+    at the refinement budget must resolve, and the directory must not hold an earlier run's files."""
+    from credo.api import make_config
+    from credo.qllm.refine import Budget
+
+    budget = Budget(args.refine_steps, args.refine_seeds, args.refine_holdout_seeds)
+    env_kwargs = dict(_parse_kv(kv) for kv in args.env_set)
+    make_config(
+        "qllm",
+        args.env,
+        steps=budget.steps,
+        seeds=budget.total_seeds,
+        seed=budget.seed,
+        test_interval=budget.test_interval(),
+        **({"env_kwargs": env_kwargs} if env_kwargs else {}),
+    )
+    where = out.parent / f"{out.stem}-refine"
+    if where.exists() and (not where.is_dir() or any(where.iterdir())):
+        raise FileExistsError(f"{where} exists and is not empty (an earlier refinement); pick another --out.")
+    return where
+
+
+def _refine(args, env, task, result, metered, where: Path, constraint):
+    """Runs the refinement stage of ``credo qllm generate --refine-rounds N``; returns the Refinement."""
+    from credo.qllm.refine import Budget, engine_trainer, refine
+    from credo.qllm.task import sample_states
+
+    budget = Budget(args.refine_steps, args.refine_seeds, args.refine_holdout_seeds)
+    env_kwargs = dict(_parse_kv(kv) for kv in args.env_set)
+    print(
+        f"  refinement: {args.refine_rounds} round(s); each candidate trains {budget.steps:,} env steps x "
+        f"{budget.total_seeds} seeds ({budget.seeds} for the coder's summary, {budget.holdout_seeds} held out) in {where}"
+    )
+    s = env.spec
+    return refine(
+        metered,
+        task,
+        result,
+        engine_trainer(args.env, result.gamma, budget, where, env_kwargs),
+        n_agents=s.n_agents,
+        state_dim=s.state_dim,
+        rounds=args.refine_rounds,
+        budget=budget,
+        candidates=args.candidates,
+        retries=args.retries,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        states=sample_states(env),
+        constraint=constraint,
+        log=lambda line: print("  " + line, flush=True),
+    )
 
 
 def cmd_sweep(args) -> int:
@@ -529,6 +621,14 @@ def _count(text: str) -> int:
     value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    """An argparse type: a whole number, at least 0 (rounds that may be none)."""
+    value = _whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text}")
     return value
 
 
@@ -680,6 +780,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache", help="response cache directory (default $CREDO_LLM_CACHE or ~/.cache/credo/llm)"
     )
     qg.add_argument("--no-cache", action="store_true", help="always ask the LLM")
+    qg.add_argument(
+        "--refine-rounds",
+        metavar="N",
+        type=_non_negative,
+        default=0,
+        help="after the rounds, train each passing candidate briefly, show the coder the learning curves for N "
+        "more rounds, keep the best on held-out seeds (default 0: no training, the evaluator's pick)",
+    )
+    qg.add_argument(
+        "--refine-steps",
+        metavar="S",
+        type=_env_steps,
+        default=20_000,
+        help="env steps per candidate in refinement (default 20000; only with --refine-rounds)",
+    )
+    qg.add_argument(
+        "--refine-seeds",
+        metavar="K",
+        type=_count,
+        default=2,
+        help="seeds per candidate whose learning curves the coder sees (default 2)",
+    )
+    qg.add_argument(
+        "--refine-holdout-seeds",
+        metavar="H",
+        type=_count,
+        default=2,
+        help="further seeds per candidate, never shown, whose final test return chooses the kept one (default 2)",
+    )
     qg.add_argument(
         "--set", dest="env_set", action="append", default=[], metavar="KEY=VALUE", help="env keyword argument"
     )

@@ -328,62 +328,27 @@ def run_qllm(
     else:
         gamma_note = "set by the user"
     log(f"IGM gate gamma = {gamma} ({gamma_note})")
-    if c is None:
-        req = requirements(n_agents, state_dim, gamma)
-    else:
-        req = constrained_requirements(n_agents, state_dim, gamma, c)
-    grammar = None if c is None else c.grammar(gamma)
-    prefill = [{"role": "assistant", "content": c.head}] if c is not None and c.prefill else []
-    finish = (lambda text: text) if c is None else c.reply
+    setup = CoderSetup.make(n_agents, state_dim, gamma, c)
     advice, chosen, history = "", None, []
     for r in range(rounds):
         start = time.perf_counter()
         # under the grammar the previous pick is not shown: the 135M coder copied it verbatim into every
         # candidate of the next round (3 of 3 in rounds 2 and 3 on the climbing game); the advice is kept
-        prompt = coder_messages(task, req, advice, chosen if c is None else None)
-        replies = coder.generate(
-            [*prompt, *prefill],
-            Sampling(
-                n=candidates,
-                temperature=temperature,
-                max_tokens=max_tokens,
-                seed=seed * 1000 + r,
-                grammar=grammar,
-            ),
+        prompt = coder_messages(task, setup.req, advice, chosen if c is None else None)
+        cands = write_candidates(
+            coder,
+            prompt,
+            setup,
+            r,
+            candidates=candidates,
+            retries=retries,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed,
+            check=check,
+            states=states,
+            log=log,
         )
-        replies = [finish(x) for x in replies]
-        cands = []
-        for k, reply in enumerate(replies):
-            cand, conversation = Candidate(k), [*prompt, {"role": "assistant", "content": reply}]
-            for attempt in range(retries + 1):
-                code, report = _check_reply(reply, check, n_agents, state_dim, gamma, states)
-                cand.attempts.append(Attempt(reply, report.source or code, report.to_dict()))
-                log(
-                    f"round {r + 1} candidate {k + 1} try {attempt + 1}: "
-                    + ("passed" if report.passed else f"rejected: {report.reason}")
-                )
-                if report.passed or attempt == retries:
-                    break
-                conversation.append(
-                    {
-                        "role": "user",
-                        "content": f"Your code was rejected. {report.reason}\nFix this and reply with the whole corrected function in one ```python code block.",
-                    }
-                )
-                reply = finish(
-                    coder.generate(
-                        [*conversation, *prefill],
-                        Sampling(
-                            n=1,
-                            temperature=temperature,
-                            max_tokens=max_tokens,
-                            seed=seed * 1000 + r * 100 + k * 10 + attempt,
-                            grammar=grammar,
-                        ),
-                    )[0]
-                )
-                conversation.append({"role": "assistant", "content": reply})
-            cands.append(cand)
         rnd = Round(r, prompt, cands)
         valid = rnd.valid
         if valid:
@@ -409,6 +374,100 @@ def run_qllm(
         rnd.seconds = time.perf_counter() - start
         history.append(rnd)
     return QLLMResult(gamma, gamma_note, history, chosen)
+
+
+@dataclass(frozen=True)
+class CoderSetup:
+    """What every coder request of a run shares: the requirements text, the grammar (or None), the
+    prefilled assistant message (or none) and how a reply becomes the whole reply (``finish``)."""
+
+    n_agents: int
+    state_dim: int
+    gamma: int
+    req: str
+    grammar: str | None
+    prefill: list
+    finish: Callable[[str], str]
+
+    @classmethod
+    def make(cls, n_agents: int, state_dim: int, gamma: int, c: Constraint | None) -> CoderSetup:
+        """The setup for free generation (``c`` None) or under the constraint ``c``."""
+        if c is None:
+            return cls(n_agents, state_dim, gamma, requirements(n_agents, state_dim, gamma), None, [], str)
+        return cls(
+            n_agents,
+            state_dim,
+            gamma,
+            constrained_requirements(n_agents, state_dim, gamma, c),
+            c.grammar(gamma),
+            [{"role": "assistant", "content": c.head}] if c.prefill else [],
+            c.reply,
+        )
+
+
+def write_candidates(
+    coder: LLM,
+    prompt: list[dict],
+    setup: CoderSetup,
+    r: int,
+    *,
+    candidates: int,
+    retries: int,
+    temperature: float,
+    max_tokens: int,
+    seed: int,
+    check: Callable[..., CheckReport] = check_tfcaf,
+    states=None,
+    log: Callable[[str], None] = lambda s: None,
+    label: str = "round",
+) -> list[Candidate]:
+    """The coder's ``candidates`` replies to ``prompt`` (round ``r``, 0-based), each checked; a rejected
+    one goes back with its reason up to ``retries`` times. ``label`` names the round in the log."""
+    prefill, finish = setup.prefill, setup.finish
+    replies = coder.generate(
+        [*prompt, *prefill],
+        Sampling(
+            n=candidates,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            seed=seed * 1000 + r,
+            grammar=setup.grammar,
+        ),
+    )
+    replies = [finish(x) for x in replies]
+    cands = []
+    for k, reply in enumerate(replies):
+        cand, conversation = Candidate(k), [*prompt, {"role": "assistant", "content": reply}]
+        for attempt in range(retries + 1):
+            code, report = _check_reply(reply, check, setup.n_agents, setup.state_dim, setup.gamma, states)
+            cand.attempts.append(Attempt(reply, report.source or code, report.to_dict()))
+            log(
+                f"{label} {r + 1} candidate {k + 1} try {attempt + 1}: "
+                + ("passed" if report.passed else f"rejected: {report.reason}")
+            )
+            if report.passed or attempt == retries:
+                break
+            conversation.append(
+                {
+                    "role": "user",
+                    "content": f"Your code was rejected. {report.reason}\nFix this and reply with the whole corrected function in one ```python code block.",
+                }
+            )
+            reply = finish(
+                coder.generate(
+                    [*conversation, *prefill],
+                    Sampling(
+                        n=1,
+                        temperature=temperature,
+                        max_tokens=max_tokens,
+                        seed=seed * 1000 + r * 100 + k * 10 + attempt,
+                        grammar=setup.grammar,
+                    ),
+                )[0]
+            )
+            conversation.append({"role": "assistant", "content": reply})
+        cands.append(cand)
+    return cands
 
 
 def _check_reply(reply, check, n_agents: int, state_dim: int, gamma: int, states) -> tuple[str, CheckReport]:
