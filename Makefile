@@ -41,7 +41,8 @@ test: $(VENV)/.installed-test $(VENV)/.installed-smollm2  ## the default (fast) 
 
 # The API reference, from the docstrings of the public modules (docs/api.md is the guide to it).
 API_MODULES := credo credo.api credo.plugins credo.protocols credo.config credo.envs credo.algos \
-	credo.mixers credo.engine.train credo.engine.checkpoint credo.engine.snapshots credo.stats
+	credo.mixers credo.engine.train credo.engine.checkpoint credo.engine.snapshots credo.stats \
+	credo.qllm.refine
 docs: $(VENV)/.installed-test  ## the API reference in build/api/index.html (pdoc)
 	$(BIN)/python -m pdoc --docformat markdown -o build/api $(API_MODULES)
 
