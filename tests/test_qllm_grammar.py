@@ -326,8 +326,11 @@ class _GrammarWalker:
         self.requests.append((messages, sampling))
         if sampling.grammar == G.gamma_grammar().gbnf():
             return ["GAMMA: 1"]
-        if sampling.grammar is None:
-            return ["CHOICE: 1\nADVICE: fine."]
+        if sampling.grammar == G.choice_grammar(3).gbnf():
+            return ["CHOICE: 2"]
+        if sampling.grammar is None:  # the advice, continuing the prefilled choice
+            assert messages[-1]["role"] == "assistant" and messages[-1]["content"].endswith("ADVICE:")
+            return [" fine.\nCHOICE: 3"]  # the line ends the advice, whatever follows it
         assert sampling.grammar == self.g.gbnf()
         return [self.g.sample(self.rng) for _ in range(sampling.n)]
 
@@ -355,6 +358,20 @@ def test_the_loop_prefills_the_head_and_decodes_under_the_grammar():
     coder_calls = [(m, s) for m, s in backend.requests if s.grammar and "score" in s.grammar]
     assert coder_calls and all(m[-1] == {"role": "assistant", "content": c.head} for m, s in coder_calls)
     assert result.code.startswith("def tfcaf(agent_qs, state):\n    agent_row = ")
+    # the evaluator's choice is decoded under its own grammar, so it is read from its CHOICE line
+    first = result.rounds[0]
+    assert (first.choice, first.choice_note, first.advice) == (1, "CHOICE line", "fine.")
+    assert first.evaluator_reply == "CHOICE: 2\nADVICE: fine."
+
+
+def test_the_choice_grammar_allows_exactly_the_candidates_numbers():
+    import random
+
+    g = G.choice_grammar(3)
+    assert {g.sample(random.Random(i)) for i in range(60)} == {"CHOICE: 1", "CHOICE: 2", "CHOICE: 3"}
+    assert G.choice_grammar(1).gbnf() == 'root ::= "CHOICE: " k\nk ::= "1"'
+    with pytest.raises(ValueError, match="at least one candidate"):
+        G.choice_grammar(0)
 
 
 def test_the_openai_backend_sends_the_grammar_only_when_asked(monkeypatch):

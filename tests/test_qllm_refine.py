@@ -313,3 +313,37 @@ def test_under_the_grammar_the_prompt_leaves_out_the_fixed_field_lines():
     text = describe_trained(Trained("r1c1", "loop", 1, 1, code, summary), Budget(1000, 1, 1), head)
     assert "state[:, 1:2]" not in text and "# ... the named fields, as above ..." in text
     assert "    score = t * jnp.ones_like(agent_qs)" in text and "final 1 (per seed 1)" in text
+
+
+def _qllm_train(server, out, *extra):
+    return ["qllm", "train", *_generate(server, out)[2:-1], *extra]  # generate's options, less --no-cache
+
+
+def test_qllm_train_goes_from_an_env_to_a_trained_run(tmp_path, monkeypatch, capsys):
+    from fake_openai import FakeOpenAI
+
+    from credo.cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    out = tmp_path / "q"
+    with FakeOpenAI(_server_reply) as server:
+        args = _qllm_train(server, out, "--no-cache", "--steps", "500", "--seeds", "2", "--no-progress")
+        assert main(args) == 0
+    artifact = json.loads((out / "tfcaf.json").read_text())
+    assert artifact["code"] == GOOD.rstrip("\n") and artifact["env"] == "matrix:climbing"
+    config = (out / "train" / "config.yaml").read_text()
+    assert f"tfcaf: {out / 'tfcaf.json'}" in config and "seeds: 2" in config and "algo: qllm" in config
+    assert json.loads((out / "train" / "summary.json").read_text())["env_steps_done"][0] >= 500
+    assert "training QLLM with the generated TFCAF" in capsys.readouterr().out
+
+
+def test_qllm_train_rejects_bad_training_settings_before_asking_the_llm(tmp_path, monkeypatch, capsys):
+    from fake_openai import FakeOpenAI
+
+    from credo.cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with FakeOpenAI(_server_reply) as server:
+        assert main(_qllm_train(server, tmp_path / "q", "--train-set", "lr=-1")) == 2
+        assert server.requests == []
+    assert "lr" in capsys.readouterr().err

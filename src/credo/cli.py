@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -552,6 +553,103 @@ def _refine(args, env, task, result, metered, where: Path, constraint):
     )
 
 
+def cmd_qllm_train(args) -> int:
+    """``credo qllm train ENV``: from an env to a trained QLLM run in one command. Generates a TFCAF as
+    ``credo qllm generate`` does (refinement included, if asked) into ``OUT/tfcaf.json``, then trains
+    QLLM with it into ``OUT/train``, the run that ``credo train qllm ENV --set tfcaf=OUT/tfcaf.json`` makes."""
+    import datetime as dt
+
+    from credo import api
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("runs") / f"qllm-train-{args.env.replace(':', '-')}-{stamp}"
+    if (out / "train").exists():
+        raise FileExistsError(f"{out / 'train'} exists (an earlier run); pick another --out.")
+    artifact = out / "tfcaf.json"
+    env_kwargs = dict(_parse_kv(kv) for kv in args.env_set)
+    overrides = [*args.set, f"tfcaf={artifact}", *([f"env_kwargs={json.dumps(env_kwargs)}"] if env_kwargs else [])]
+    # the training settings must resolve before minutes of generation are spent
+    api.make_config("qllm", args.env, steps=args.steps, seeds=args.seeds, overrides=overrides)
+    args.out = str(artifact)
+    rc = cmd_qllm_generate(args)
+    if rc != 0:
+        return rc
+    print(f"credo qllm train {args.env}: training QLLM with the generated TFCAF ({artifact})")
+    cfg = api.make_config("qllm", args.env, steps=args.steps, seeds=args.seeds, overrides=overrides)
+    run = api.train_config(cfg, out=out, name="train", progress=not args.no_progress)
+    if run.summary is not None:
+        _print_summary(run.summary, run.path)
+    return 0
+
+
+def _add_generate_args(p) -> None:
+    """The options of ``credo qllm generate``, shared by ``credo qllm train``."""
+    p.add_argument("env", help="env key, e.g. lbf:Foraging-8x8-2p-3f-v3")
+    p.add_argument(
+        "--backend",
+        choices=["local", "openai"],
+        default="local",
+        help="local transformers model, or an OpenAI-compatible endpoint",
+    )
+    p.add_argument(
+        "--model",
+        help="local: 'embedded' (default), 'embedded-gemma3', a model directory or .gguf; openai: model name",
+    )
+    p.add_argument("--base-url", help="OpenAI-compatible endpoint (default $CREDO_LLM_BASE_URL, else OpenAI)")
+    p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request")
+    p.add_argument("--retries-http", type=int, default=3, help="HTTP retries with backoff")
+    p.add_argument("--candidates", type=int, default=3, help="candidates per round (K)")
+    p.add_argument("--rounds", type=int, default=3, help="coder-evaluator rounds")
+    p.add_argument("--retries", type=int, default=3, help="regenerations of a rejected candidate")
+    p.add_argument("--gamma", type=int, choices=[0, 1], help="IGM gate (default: asked of the LLM)")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--max-tokens", type=int, default=400, help="tokens per candidate")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (part of the cache key)")
+    p.add_argument(
+        "--grammar",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="decode under the TFCAF grammar (auto: local backend, or a server named by $CREDO_LLM_GRAMMAR_FIELD)",
+    )
+    p.add_argument(
+        "--cache", help="response cache directory (default $CREDO_LLM_CACHE or ~/.cache/credo/llm)"
+    )
+    p.add_argument("--no-cache", action="store_true", help="always ask the LLM")
+    p.add_argument(
+        "--refine-rounds",
+        metavar="N",
+        type=_non_negative,
+        default=0,
+        help="after the rounds, train each passing candidate briefly, show the coder the learning curves for N "
+        "more rounds, keep the best on held-out seeds (default 0: no training, the evaluator's pick)",
+    )
+    p.add_argument(
+        "--refine-steps",
+        metavar="S",
+        type=_env_steps,
+        default=20_000,
+        help="env steps per candidate in refinement (default 20000; only with --refine-rounds)",
+    )
+    p.add_argument(
+        "--refine-seeds",
+        metavar="K",
+        type=_count,
+        default=2,
+        help="seeds per candidate whose learning curves the coder sees (default 2)",
+    )
+    p.add_argument(
+        "--refine-holdout-seeds",
+        metavar="H",
+        type=_count,
+        default=2,
+        help="further seeds per candidate, never shown, whose final test return chooses the kept one (default 2)",
+    )
+    p.add_argument(
+        "--set", dest="env_set", action="append", default=[], metavar="KEY=VALUE", help="env keyword argument"
+    )
+
+
 def cmd_sweep(args) -> int:
     """``credo sweep SPEC``: every cell of a grid as a run, on a local Ray instance or a cluster."""
     from credo.plugins import import_plugins
@@ -743,76 +841,30 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("qllm", help="LLM-written credit functions (TFCAFs): generate one, or check one")
     qsub = q.add_subparsers(dest="qllm_command", required=True)
     qg = qsub.add_parser("generate", help="coder-evaluator loop: writes a TFCAF artifact (.json and .py)")
-    qg.add_argument("env", help="env key, e.g. lbf:Foraging-8x8-2p-3f-v3")
-    qg.add_argument(
-        "--backend",
-        choices=["local", "openai"],
-        default="local",
-        help="local transformers model, or an OpenAI-compatible endpoint",
-    )
-    qg.add_argument(
-        "--model",
-        help="local: 'embedded' (default), 'embedded-gemma3', a model directory or .gguf; openai: model name",
-    )
-    qg.add_argument(
-        "--base-url", help="OpenAI-compatible endpoint (default $CREDO_LLM_BASE_URL, else OpenAI)"
-    )
-    qg.add_argument(
-        "--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key"
-    )
-    qg.add_argument("--timeout", type=float, default=120.0, help="seconds per HTTP request")
-    qg.add_argument("--retries-http", type=int, default=3, help="HTTP retries with backoff")
-    qg.add_argument("--candidates", type=int, default=3, help="candidates per round (K)")
-    qg.add_argument("--rounds", type=int, default=3, help="coder-evaluator rounds")
-    qg.add_argument("--retries", type=int, default=3, help="regenerations of a rejected candidate")
-    qg.add_argument("--gamma", type=int, choices=[0, 1], help="IGM gate (default: asked of the LLM)")
-    qg.add_argument("--temperature", type=float, default=0.7)
-    qg.add_argument("--max-tokens", type=int, default=400, help="tokens per candidate")
-    qg.add_argument("--seed", type=int, default=0, help="sampling seed (part of the cache key)")
+    _add_generate_args(qg)
     qg.add_argument("--out", help="artifact path (default runs/qllm-ENV-TIME/tfcaf.json)")
-    qg.add_argument(
-        "--grammar",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="decode under the TFCAF grammar (auto: local backend, or a server named by $CREDO_LLM_GRAMMAR_FIELD)",
-    )
-    qg.add_argument(
-        "--cache", help="response cache directory (default $CREDO_LLM_CACHE or ~/.cache/credo/llm)"
-    )
-    qg.add_argument("--no-cache", action="store_true", help="always ask the LLM")
-    qg.add_argument(
-        "--refine-rounds",
-        metavar="N",
-        type=_non_negative,
-        default=0,
-        help="after the rounds, train each passing candidate briefly, show the coder the learning curves for N "
-        "more rounds, keep the best on held-out seeds (default 0: no training, the evaluator's pick)",
-    )
-    qg.add_argument(
-        "--refine-steps",
-        metavar="S",
-        type=_env_steps,
-        default=20_000,
-        help="env steps per candidate in refinement (default 20000; only with --refine-rounds)",
-    )
-    qg.add_argument(
-        "--refine-seeds",
-        metavar="K",
-        type=_count,
-        default=2,
-        help="seeds per candidate whose learning curves the coder sees (default 2)",
-    )
-    qg.add_argument(
-        "--refine-holdout-seeds",
-        metavar="H",
-        type=_count,
-        default=2,
-        help="further seeds per candidate, never shown, whose final test return chooses the kept one (default 2)",
-    )
-    qg.add_argument(
-        "--set", dest="env_set", action="append", default=[], metavar="KEY=VALUE", help="env keyword argument"
-    )
     qg.set_defaults(func=cmd_qllm_generate)
+    qt = qsub.add_parser(
+        "train",
+        help="env -> trained QLLM run in one command: generate a TFCAF (as `qllm generate`), then train it",
+    )
+    _add_generate_args(qt)
+    qt.add_argument(
+        "--out",
+        help="directory for the TFCAF artifact and the training run (default runs/qllm-train-ENV-TIME)",
+    )
+    qt.add_argument("--steps", type=_env_steps, help="training env steps per seed (default: the config's)")
+    qt.add_argument("--seeds", type=_count, help="training seeds, trained together (default: the config's)")
+    qt.add_argument(
+        "--train-set",
+        dest="set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="training config override, as `credo train --set` (repeatable)",
+    )
+    qt.add_argument("--no-progress", action="store_true", help="no progress bar while training")
+    qt.set_defaults(func=cmd_qllm_train)
     qc = qsub.add_parser("check", help="runs the sandbox checks on a TFCAF file; exit 1 on rejection")
     qc.add_argument("env", help="env key the function is for")
     qc.add_argument("path", help="a .py file defining tfcaf(agent_qs, state), or a .json artifact")

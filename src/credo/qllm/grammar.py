@@ -353,3 +353,14 @@ def gamma_grammar() -> Grammar:
     g.add("root", ["GAMMA: ", Ref("bit")])
     g.add("bit", "0", "1")
     return g
+
+
+def choice_grammar(n: int) -> Grammar:
+    """The evaluator's pick among ``n`` candidates: ``CHOICE: k`` with ``k`` in 1..n. The 135M evaluator
+    wrote no readable ``CHOICE: k`` line in free text, so the loop always took the first candidate."""
+    if n < 1:
+        raise ValueError(f"a choice needs at least one candidate, got {n}")
+    g = Grammar()
+    g.add("root", ["CHOICE: ", Ref("k")])
+    g.add("k", *(str(k) for k in range(1, n + 1)))
+    return g

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 from credo.llm.base import LLM, Sampling
 from credo.qllm.checks import CheckReport, check_tfcaf
-from credo.qllm.grammar import gamma_grammar, tfcaf_grammar
+from credo.qllm.grammar import choice_grammar, gamma_grammar, tfcaf_grammar
 from credo.qllm.task import Example, StateField, example_code, view_lines
 
 CODER_ROLE = (
@@ -277,6 +277,29 @@ def evaluator_messages(task: str, req: str, valid: list[Candidate]) -> list[dict
     ]
 
 
+def ask_evaluator(evaluator: LLM, messages: list[dict], n: int, seed: int, c: Constraint | None) -> str:
+    """The evaluator's reply to ``messages`` about ``n`` candidates.
+
+    Free generation without a constraint (``read_choice`` and ``read_advice`` parse it). Under one, the
+    ``CHOICE: k`` line is decoded under ``choice_grammar(n)``, so it is always readable (the 135M
+    evaluator never wrote one in free text); then, where the backend continues a prefill (the local
+    one), the advice is written freely after ``ADVICE:``, one line.
+    """
+    if c is None:
+        return evaluator.generate(messages, Sampling(n=1, temperature=0.0, max_tokens=160, seed=seed))[0]
+    choice = evaluator.generate(
+        messages, Sampling(n=1, temperature=0.0, max_tokens=8, seed=seed, grammar=choice_grammar(n).gbnf())
+    )[0].strip()
+    if not c.prefill:
+        return choice
+    head = choice + "\nADVICE:"
+    advice = evaluator.generate(
+        [*messages, {"role": "assistant", "content": head}],
+        Sampling(n=1, temperature=0.0, max_tokens=48, seed=seed, stop=("\n",)),
+    )[0]
+    return head + advice.split("\n")[0].rstrip()  # one line, whether or not the backend applied the stop
+
+
 def read_choice(reply: str, n: int) -> tuple[int, str]:
     """(index in 0..n-1, how it was read). Accepts 'CHOICE: k' or a 0/1 selection array as in the paper."""
     m = re.search(r"CHOICE\s*[:=]?\s*(?:candidate\s*)?(\d+)", reply, re.I)
@@ -355,10 +378,7 @@ def run_qllm(
             # the evaluator reads the plain requirements (not the coder's worked examples), and under the
             # grammar every candidate is four lines, so a short answer is enough
             rnd.evaluator_prompt = evaluator_messages(task, requirements(n_agents, state_dim, gamma), valid)
-            rnd.evaluator_reply = evaluator.generate(
-                rnd.evaluator_prompt,
-                Sampling(n=1, temperature=0.0, max_tokens=160 if c is None else 64, seed=seed),
-            )[0]
+            rnd.evaluator_reply = ask_evaluator(evaluator, rnd.evaluator_prompt, len(valid), seed, c)
             pick, rnd.choice_note = read_choice(rnd.evaluator_reply, len(valid))
             rnd.choice = valid[pick].index
             rnd.advice = advice = read_advice(rnd.evaluator_reply)
