@@ -163,19 +163,23 @@ def cmd_ricl_keydoor(args) -> int:
     import datetime as dt
 
     from credo.llm import make_llm
-    from credo.ricl.keydoor import KeyDoorSetup, run_experiment
+    from credo.ricl.keydoor import DemoTuning, KeyDoorSetup, run_experiment
 
     out = Path(args.out or Path("runs") / f"ricl-keydoor-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     cache = False if args.no_cache else (args.cache or True)
+    demo = DemoTuning(args.demo_mix, args.demo_steps, args.demo_lr) if args.demo_steps else None
+    if demo is not None and args.backend != "local":
+        raise ValueError("--demo-steps fine-tunes the policy's weights: it needs --backend local.")
     policy = make_llm(
         args.backend,
         args.model,
         args.base_url,
         args.api_key_env,
-        cache_dir=cache,
+        cache_dir=False if demo else cache,  # a tuned policy's answers are not the cached model's
         log_path=out / "llm_log.jsonl",
     )
-    if args.reflector_backend == args.backend and (args.reflector_model or args.model) == args.model:
+    same_model = args.reflector_backend == args.backend and (args.reflector_model or args.model) == args.model
+    if same_model and demo is None:
         reflector = policy  # one model for both roles, as in the paper's Key-Door experiment
     else:
         reflector = make_llm(
@@ -200,6 +204,7 @@ def cmd_ricl_keydoor(args) -> int:
         prefill=args.prefill,
         max_tokens=args.max_tokens,
         seed=args.seed,
+        demo=demo,
     )
     print(f"results: {out}/ricl_keydoor.md, error_vs_trajectories.png, critical_states.png")
     return 0
@@ -567,7 +572,11 @@ def cmd_qllm_train(args) -> int:
         raise FileExistsError(f"{out / 'train'} exists (an earlier run); pick another --out.")
     artifact = out / "tfcaf.json"
     env_kwargs = dict(_parse_kv(kv) for kv in args.env_set)
-    overrides = [*args.set, f"tfcaf={artifact}", *([f"env_kwargs={json.dumps(env_kwargs)}"] if env_kwargs else [])]
+    overrides = [
+        *args.set,
+        f"tfcaf={artifact}",
+        *([f"env_kwargs={json.dumps(env_kwargs)}"] if env_kwargs else []),
+    ]
     # the training settings must resolve before minutes of generation are spent
     api.make_config("qllm", args.env, steps=args.steps, seeds=args.seeds, overrides=overrides)
     args.out = str(artifact)
@@ -909,6 +918,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the reflector's reply with 'Verbal Feedback:' (small models)",
     )
     rk.add_argument("--max-tokens", type=int, default=128, help="tokens per reflection")
+    rk.add_argument(
+        "--demo-steps",
+        type=_non_negative,
+        default=0,
+        help="first fine-tune the policy this many steps on the expert's actions, so pi_0 depends on the "
+        "state (default 0: the model as loaded; the reflector stays the loaded model)",
+    )
+    rk.add_argument(
+        "--demo-mix", type=float, default=0.5, help="expert weight of the demo-tuning target (default 0.5)"
+    )
+    rk.add_argument("--demo-lr", type=float, default=1e-5, help="Adam learning rate of demo tuning")
     rk.add_argument("--seed", type=int, default=0)
     rk.add_argument("--out", help="output directory (default runs/ricl-keydoor-TIME)")
     rk.add_argument("--cache", help="response cache directory")

@@ -229,6 +229,101 @@ def optimal_path(length: int) -> list[int]:
     ]
 
 
+def expert_actions(length: int) -> np.ndarray:
+    """``[n_states]`` the solver's action at every state: left to the key, pick it up, right to the door, unlock."""
+    out = np.empty(kd.n_states(length), np.int64)
+    for s in range(kd.n_states(length)):
+        pos, key = kd.state_of(s)
+        if not key:
+            out[s] = kd.PICK_UP if pos == kd.KEY_CELL else kd.MOVE_LEFT
+        else:
+            out[s] = kd.UNLOCK if pos == length - 1 else kd.MOVE_RIGHT
+    return out
+
+
+@dataclass(frozen=True)
+class DemoTuning:
+    """A brief fine-tune of the policy LLM on the expert's actions, so that pi_0 depends on the state.
+
+    SmolLM2-135M's own pi_0 is the same at every state of the corridor (about 47% "move
+    left", whatever the prompt says, hints included), so it rarely reaches the door, its
+    value is near 0 and every start-state advantage is below 0.01: RICL and Monte Carlo
+    then estimate a ground truth that is pi_0 itself. ``steps`` full-batch Adam steps
+    (learning rate ``lr``) on the cross-entropy to ``(1 - mix) pi_0 + mix * expert`` at every
+    state of the corridor move pi_0 part of the way toward the solver's policy.
+    """
+
+    mix: float = 0.5  # weight of the expert's one-hot action in the target
+    steps: int = 10  # full-batch gradient steps
+    lr: float = 1e-5  # Adam
+
+    def __post_init__(self):
+        if not 0.0 < self.mix <= 1.0:
+            raise ValueError(f"demo tuning mix must be in (0, 1], got {self.mix}")
+        if self.steps < 1 or self.lr <= 0:
+            raise ValueError(f"demo tuning needs steps >= 1 and lr > 0, got steps={self.steps}, lr={self.lr}")
+
+
+def demo_tune(policy_llm, length: int, tuning: DemoTuning, log=lambda s: None) -> dict:
+    """Fine-tunes ``policy_llm`` (the local backend; its weights change in place) as ``tuning`` says.
+
+    Returns the record: pi_0 before and after at every state, the loss at each step and the seconds.
+    The LLM must have no response cache (its answers change with its weights).
+    """
+    import torch
+
+    backend = policy_llm.backend
+    if backend.name != "local" or policy_llm._cache:
+        raise ValueError(
+            "demo tuning fine-tunes the policy's weights: it needs the local backend with no response cache"
+        )
+    task = keydoor_task()
+    policy = LetterPolicy(policy_llm, task)
+    before = policy_table(policy, length)
+    chats = [task.policy_messages(kd.describe(kd.state_of(s), length)) for s in range(kd.n_states(length))]
+    letter_ids = backend.single_token_ids(task.policy_messages("x"), task.letters)
+    target = (1.0 - tuning.mix) * np.exp(before)
+    target[np.arange(len(chats)), expert_actions(length)] += tuning.mix
+    q = torch.tensor(target, dtype=torch.float32)
+    params = [p for p in backend.lm.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=tuning.lr)
+    losses, start = [], time.perf_counter()
+    backend.lm.train()
+    for step in range(tuning.steps):
+        logp = backend.next_token_logprobs(chats, letter_ids)
+        loss = -(q * (logp - torch.logsumexp(logp, -1, keepdim=True))).sum(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+        log(f"demo tuning step {step + 1}/{tuning.steps}: cross-entropy {losses[-1]:.4f}")
+    backend.lm.eval()
+    del opt
+    after = policy_table(policy, length)
+    return {
+        **tuning.__dict__,
+        "losses": losses,
+        "seconds": time.perf_counter() - start,
+        "pi0_before": np.exp(before).tolist(),
+        "pi0_after": np.exp(after).tolist(),
+    }
+
+
+def start_state_table(setup: KeyDoorSetup, logp0: np.ndarray) -> list[str]:
+    """Markdown rows: pi_0, the exact value and the exact advantages at every start state (rho_0)."""
+    sol = kd.solve(setup.length, np.exp(logp0), setup.gamma)
+    rows = [
+        "| start state (position) | pi_0 (left, right, pick up, unlock) | V | A (left, right, pick up, unlock) |",
+        "|---:|---|---:|---|",
+    ]
+    for s in start_states(setup.length):
+        pi = ", ".join(f"{x:.2f}" for x in np.exp(logp0[s]))
+        adv = ", ".join(f"{x:+.4f}" for x in sol.A[s])
+        rows.append(f"| {kd.state_of(s)[0]} | {pi} | {sol.V[s]:.4f} | {adv} |")
+    return rows
+
+
 def run_experiment(
     policy_llm,
     reflector_llm,
@@ -243,8 +338,13 @@ def run_experiment(
     max_tokens: int = 128,
     seed: int = 0,
     log=print,
+    demo: DemoTuning | None = None,
 ) -> dict:
-    """Fig. 3.2 (error against trajectories) and Fig. A.8 (critical states); writes JSON, Markdown and plots."""
+    """Fig. 3.2 (error against trajectories) and Fig. A.8 (critical states); writes JSON, Markdown and plots.
+
+    ``demo``: fine-tune the policy on the expert's actions first (``demo_tune``), so that pi_0 depends
+    on the state; the reflector must then be another LLM object (it stays the model as loaded).
+    """
     import json
     from pathlib import Path
 
@@ -254,6 +354,11 @@ def run_experiment(
     rng = np.random.default_rng(seed)
     task = keydoor_task()
     policy = LetterPolicy(policy_llm, task)
+    tuned = None
+    if demo is not None:
+        if reflector_llm is policy_llm:
+            raise ValueError("with demo tuning, give the reflector its own LLM: the policy's weights change")
+        tuned = demo_tune(policy_llm, setup.length, demo, log)
     t0 = time.perf_counter()
     logp0 = policy_table(policy, setup.length)
     table_s = time.perf_counter() - t0
@@ -284,7 +389,9 @@ def run_experiment(
         "trials": trials,
         "prefill": prefill,
         "reflector_max_tokens": max_tokens,
+        "demo_tuning": tuned,
         "pi0": np.exp(logp0).tolist(),
+        "start_state_value": kd.solve(setup.length, np.exp(logp0), setup.gamma).V[rho0].tolist(),
         "ground_truth_advantage": ground_truth(setup, logp0).tolist(),
         "error_no_update": base,
         "ricl_error": {str(n): v for n, v in ricl.items()},
@@ -304,7 +411,19 @@ def run_experiment(
     lines = [
         f"RICL vs Monte Carlo on 1D Key-Door (length {setup.length}, gamma {setup.gamma}, beta {setup.beta}); "
         f"policy {policy_llm.model}, reflector {reflector_llm.model}",
+        *(
+            [
+                f"policy pi_0: demo-tuned ({demo.steps} Adam steps at lr {demo.lr} toward "
+                f"{1 - demo.mix:g} pi_0 + {demo.mix:g} expert at every state; cross-entropy "
+                f"{tuned['losses'][0]:.3f} -> {tuned['losses'][-1]:.3f}, {tuned['seconds']:.0f} s)"
+            ]
+            if tuned
+            else []
+        ),
         f"error of pi_0 itself (no update): {base:.4f}",
+        "",
+        *start_state_table(setup, logp0),
+        "",
         "| method | n | mean error | std |",
         "|---|---:|---:|---:|",
     ]
