@@ -54,3 +54,24 @@ def test_the_start_state_table_has_the_exact_values_and_advantages():
     assert len(rows) == 2 + setup.length
     last = rows[-1].split("|")
     assert float(last[3]) == pytest.approx(sol.V[kd.state_index(setup.length - 1, False)], abs=1e-4)
+
+
+def test_exact_success_matches_sampled_episodes_and_the_expert_always_succeeds():
+    rng = np.random.default_rng(0)
+    length, horizon = 3, 9
+    policy = rng.dirichlet(np.ones(4), size=kd.n_states(length))
+    env = kd.KeyDoorEnv(length, max_steps=horizon)
+    wins = 0
+    for episode in range(4000):
+        env.reset(seed=episode)
+        done = success = False
+        while not done:
+            state = kd.state_index(env._position, env._has_key)
+            _, _, terminated, truncated, info = env.step(int(rng.choice(4, p=policy[state])))
+            done, success = terminated or truncated, info["success"]
+        wins += success
+    exact = kd.success_within(length, policy, horizon)
+    assert abs(wins / 4000 - exact) < 4 * np.sqrt(exact * (1 - exact) / 4000)
+    expert = np.eye(4)[expert_actions(length)]
+    assert kd.success_within(length, expert, 2 * length) == pytest.approx(1.0)  # at most p + length + 1 steps
+    assert kd.success_within(length, expert, length) == 0.0

@@ -226,6 +226,30 @@ def solve(length: int, policy: np.ndarray, gamma: float, beta: float = 0.0) -> S
     return Solution(P=P, R=R, entropy=H, V=V, Q=Q, A=Q - V[:, None])
 
 
+def success_within(length: int, policy: np.ndarray, horizon: int) -> float:
+    """Exact probability that ``policy`` unlocks the door within ``horizon`` steps from rho_0 (uniform
+    over the positions without the key): the success rate of an episode of ``horizon`` steps, with
+    no sampling noise. The state distribution is pushed through the chain ``horizon`` times.
+    """
+    policy = _check_policy(policy, length)
+    if horizon < 1:
+        raise ValueError(f"horizon must be at least 1, got {horizon}")
+    next_state, reward = dynamics_table(length)
+    n = n_states(length)
+    live = next_state >= 0
+    P = np.zeros((n, n))
+    rows = np.broadcast_to(np.arange(n)[:, None], next_state.shape)
+    np.add.at(P, (rows[live], next_state[live]), policy[live])
+    unlock = (policy * (reward > 0)).sum(axis=1)  # the only way out of the chain is the unlock
+    dist = np.zeros(n)
+    dist[[state_index(p, False) for p in range(length)]] = 1.0 / length
+    done = 0.0
+    for _ in range(horizon):
+        done += float(dist @ unlock)
+        dist = dist @ P
+    return done
+
+
 def ground_truth_improved_policy(pi0: np.ndarray, A: np.ndarray, beta: float) -> np.ndarray:
     """``pi_gt(a|s) ∝ pi0(a|s) exp(A(s, a) / beta)`` row-wise (the reference policy of section 3.6.2)."""
     if beta <= 0.0:
