@@ -215,6 +215,36 @@ def tiny_model(tmp_path_factory):
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def sharp_model(tmp_path_factory):
+    """``tiny_model`` with weights 25x larger: peaked next-token distributions that depend on the
+    prompt, so that greedy decoding writes different replies to different prompts.
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from credo.llm.local import embedded_gguf
+
+    gguf = embedded_gguf()
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    torch.manual_seed(1)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        initializer_range=0.5,
+    )
+    path = tmp_path_factory.mktemp("sharp")
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
 def _ricol(tmp_path, model, **kw):
     from credo.ricl.ricol import RICOLConfig, RICOLTrainer
 
@@ -408,3 +438,162 @@ def test_expert_labels_stop_where_the_babyai_bot_gives_up():
     assert all(a is None for a in e.expert[gave_up:])  # a broken plan labels nothing after
     env.reset(0)  # a new episode plans afresh
     assert env.expert_action() is not None
+
+
+# --- batched reflections, batched log-probabilities, shared prefixes (issue 21) -------------------
+
+
+def _plain_logprobs(backend, chat, ids):
+    """The reference: one chat alone, no padding, no cache."""
+    import torch
+
+    with torch.no_grad():
+        p = torch.tensor([backend.prompt_ids(chat)])
+        return torch.log_softmax(backend.lm(input_ids=p).logits[0, -1].float(), -1)[ids].numpy()
+
+
+def _keydoor_chats(task, n=8):
+    """Policy chats of several lengths that share the system prompt (two missions: two prefixes)."""
+    return [
+        task.policy_messages(
+            kd.describe(kd.state_of(i), 4) + " and a long corridor" * (i % 3), mission=f"m{i % 2}"
+        )
+        for i in range(n)
+    ]
+
+
+def test_prefix_groups_share_only_real_prefixes():
+    from credo.llm.local import prefix_groups
+
+    a = list(range(40))
+    groups = prefix_groups([a + [1, 2], a + [3], [7] * 30, a[:20] + [9] * 5, [7] * 31])
+    assert groups == [(20, [0, 1, 3]), (29, [2, 4])]
+    assert prefix_groups([a, a]) == [(39, [0, 1])]  # every prompt keeps a token of its own
+    assert prefix_groups([a]) == [(0, [0])]
+
+
+def test_batched_log_probs_equal_one_chat_at_a_time(tiny_model):
+    """Padding and the shared prefix change nothing: each chat's log-probs as if it ran alone."""
+    import torch
+
+    from credo.llm.local import LocalBackend
+
+    backend = LocalBackend(tiny_model)
+    task = keydoor_task()
+    chats = _keydoor_chats(task)
+    ids = backend.single_token_ids(chats[0], task.letters)
+    assert len({len(backend.prompt_ids(c)) for c in chats}) > 1  # padding is exercised
+    ref = np.array([_plain_logprobs(backend, c, ids) for c in chats])
+    with torch.no_grad():
+        got = backend.next_token_logprobs(chats, ids).numpy()
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    # with grad on (the fine-tuning's path): same values, and the gradient through the shared prefix
+    # is the sum of the chats' own gradients
+    lp = backend.next_token_logprobs(chats, ids)
+    np.testing.assert_allclose(lp.detach().numpy(), ref, atol=1e-5)
+    params = [p for p in backend.lm.parameters()]
+    batched = torch.autograd.grad(lp[:, 0].sum(), params)
+    alone = [torch.zeros_like(p) for p in params]
+    for c in chats:
+        for acc, g in zip(alone, torch.autograd.grad(backend.next_token_logprobs([c], ids)[0, 0], params)):
+            acc += g
+    for b, a in zip(batched, alone):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    # the LLM-level batch equals the one-at-a-time calls
+    llm = LLM(backend)
+    many = llm.logprobs_many([(c, task.letters) for c in chats])
+    np.testing.assert_allclose(many, [llm.logprobs(c, task.letters) for c in chats], atol=1e-5)
+
+
+def test_the_kept_prefix_is_reused_and_dropped_when_the_weights_change(tiny_model):
+    import torch
+
+    from credo.llm.local import MIN_SHARED, LocalBackend
+
+    backend = LocalBackend(tiny_model)
+    task = keydoor_task()
+    chats = [task.policy_messages(kd.describe(kd.state_of(i), 4), mission="m") for i in range(4)]
+    ids = backend.single_token_ids(chats[0], task.letters)
+    llm = LLM(backend)
+    for c in chats:  # from the second chat on, the system prompt comes from the kept cache
+        np.testing.assert_allclose(llm.logprobs(c, task.letters), _plain_logprobs(backend, c, ids), atol=1e-5)
+    assert backend._kept_prefix is not None and len(backend._kept_prefix[1]) >= MIN_SHARED
+    opt = torch.optim.Adam(backend.lm.parameters(), lr=0.05)
+    loss = backend.next_token_logprobs(chats[:2], ids)[:, 0].sum()
+    loss.backward()
+    opt.step()  # new weights: a cache of the old ones would give the old log-probs
+    np.testing.assert_allclose(
+        llm.logprobs(chats[3], task.letters), _plain_logprobs(backend, chats[3], ids), atol=1e-5
+    )
+
+
+def test_batched_reflections_equal_one_at_a_time_under_greedy_decoding(sharp_model):
+    from credo.llm.base import Sampling
+    from credo.llm.local import LocalBackend
+    from credo.ricl.prompts import Step
+
+    backend = LocalBackend(sharp_model)
+    backend.generate_rows = 3  # several chunks
+    task = keydoor_task()
+    steps = [Step(kd.describe(kd.state_of(k), 4), k % 4, 0.0) for k in range(6)]
+    chats = [task.reflector_messages(steps, t, horizon=2) for t in range(5)]
+    chats.append([{"role": "user", "content": "Something else entirely."}])  # a prompt in a group alone
+    chats = [[*c, {"role": "assistant", "content": "Verbal Feedback:"}] for c in chats]
+    greedy = Sampling(n=1, temperature=0, max_tokens=12)
+    alone = [backend._generate(c, greedy) for c in chats]
+    batched = backend._generate_many([(c, greedy) for c in chats])
+    assert batched == alone and len({r[0] for r in alone}) > 1
+    # through the LLM: each request is cached on its own, and cache hits are not asked again
+    llm = LLM(backend)
+    assert llm.generate_many([(c, greedy) for c in chats]) == alone
+    sampled = [(c, Sampling(n=2, temperature=0.7, max_tokens=5, seed=3)) for c in chats[:3]]
+    replies = llm.generate_many(sampled)
+    assert [len(r) for r in replies] == [2, 2, 2]
+
+
+def test_reflect_many_counts_each_reply_and_survives_a_failed_batch():
+    from credo.llm.base import LLMError
+    from credo.ricl.prompts import Step
+    from credo.ricl.reflect import reflect_many
+
+    class Flaky(Backend):
+        name, model = "scripted", "flaky"
+
+        def __init__(self):
+            self.batches = 0
+
+        def _generate_many(self, requests):
+            self.batches += 1
+            raise LLMError("the batch failed")
+
+        def _generate(self, messages, sampling):
+            if "step 1" in messages[1]["content"] and "step 2" not in messages[1]["content"]:
+                raise LLMError("this one failed")
+            return [" go left."]
+
+    task = keydoor_task()
+    steps = [Step(f"obs {k}", 0, 0.0) for k in range(4)]
+    stats = FeedbackStats()
+    backend = Flaky()
+    out = reflect_many(
+        LLM(backend), task, [(steps, t, "", t) for t in range(4)], stats, prefill=True, horizon=3
+    )
+    assert backend.batches == 1 and [fb for fb, _ in out] == ["go left."] * 2 + [None, "go left."]
+    assert stats.to_dict() == {"ok": 3, "LLM error": 1}
+
+
+def test_a_bfloat16_reflector_is_cached_apart_and_generates(tiny_model, tmp_path):
+    import torch
+
+    from credo.llm.base import LLMError, Sampling
+    from credo.llm.local import LocalBackend
+
+    half = LocalBackend(tiny_model, dtype="bfloat16")
+    assert half.lm.dtype == torch.bfloat16 and half.model.endswith("(bfloat16)")
+    assert half.model != LocalBackend(tiny_model).model  # the response cache keys differ
+    chat = [{"role": "user", "content": "Hello"}]
+    assert len(LLM(half).generate_many([(chat, Sampling(max_tokens=3))] * 2)) == 2
+    with pytest.raises(LLMError, match="dtype"):
+        LocalBackend(tiny_model, dtype="float16")
+    with pytest.raises(ValueError, match="reflector_dtype"):
+        _ricol(tmp_path, tiny_model, reflector_dtype="int8")

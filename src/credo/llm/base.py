@@ -114,6 +114,16 @@ class Backend:
     def _logprobs(self, messages: list[Message], continuations: list[str]) -> list[float]:
         raise NotImplementedError
 
+    def _generate_many(self, requests: list[tuple[list[Message], Sampling]]) -> list[list[str]]:
+        """The replies to several (messages, sampling) requests; a backend that can batch them overrides
+        this (the local one runs them as one batched generation), the others answer one at a time.
+        """
+        return [self._generate(m, s) for m, s in requests]
+
+    def _logprobs_many(self, requests: list[tuple[list[Message], list[str]]]) -> list[list[float]]:
+        """The log-probabilities of several (messages, continuations) requests; one at a time unless overridden."""
+        return [self._logprobs(m, c) for m, c in requests]
+
 
 @dataclass
 class LLM:
@@ -154,12 +164,67 @@ class LLM:
         request = {"kind": "generate", "messages": messages, "sampling": settings}
         return self._ask(request, lambda: self.backend._generate(messages, sampling))
 
+    def generate_many(self, requests: list[tuple[list[Message], Sampling]]) -> list[list[str]]:
+        """The replies to several ``(messages, sampling)`` requests, as ``generate`` would give each.
+
+        Cached replies are taken from the cache; the others go to the backend in one call (the local
+        backend batches them: a sampled reply then depends on the batch it was drawn in, seeded by the
+        first request's seed, while a greedy one does not). Each request is cached and logged on its own.
+        """
+        fulls, out, todo = [], [None] * len(requests), []
+        for i, (messages, sampling) in enumerate(requests):
+            settings = asdict(sampling)
+            if settings["grammar"] is None:
+                del settings["grammar"]
+            request = {"kind": "generate", "messages": messages, "sampling": settings}
+            fulls.append(request)
+            hit = self._cached(request)
+            if hit is None:
+                todo.append(i)
+            else:
+                out[i] = hit
+        if todo:
+            start = time.perf_counter()
+            replies = self.backend._generate_many([requests[i] for i in todo])
+            took = (time.perf_counter() - start) / len(todo)
+            for i, reply in zip(todo, replies, strict=True):
+                out[i] = self._store(fulls[i], reply, took)
+        return out
+
+    def logprobs_many(self, requests: list[tuple[list[Message], list[str]]]) -> list[list[float]]:
+        """``logprobs`` of several ``(messages, continuations)`` requests (batched by the local backend)."""
+        fulls, out, todo = [], [None] * len(requests), []
+        for i, (messages, continuations) in enumerate(requests):
+            request = {"kind": "logprobs", "messages": messages, "continuations": list(continuations)}
+            fulls.append(request)
+            hit = self._cached(request)
+            if hit is None:
+                todo.append(i)
+            else:
+                out[i] = hit
+        if todo:
+            start = time.perf_counter()
+            answers = self.backend._logprobs_many([requests[i] for i in todo])
+            took = (time.perf_counter() - start) / len(todo)
+            for i, answer in zip(todo, answers, strict=True):
+                out[i] = self._store(fulls[i], answer, took)
+        return [[float(x) for x in r] for r in out]
+
     def logprobs(self, messages: list[Message], continuations: list[str]) -> list[float]:
         """``log p(c | messages)`` for each continuation ``c`` of the assistant's reply."""
         request = {"kind": "logprobs", "messages": messages, "continuations": list(continuations)}
         return [float(x) for x in self._ask(request, lambda: self.backend._logprobs(messages, continuations))]
 
     def _ask(self, request: dict, call):
+        cached = self._cached(request)
+        if cached is not None:
+            return cached
+        start = time.perf_counter()
+        response = call()
+        return self._store(request, response, time.perf_counter() - start)
+
+    def _cached(self, request: dict):
+        """Counts the call; the cached usable response to ``request``, or None (logged if a hit)."""
         self.calls += 1
         full = {"backend": self.backend.name, "model": self.backend.model, **request}
         stored = self._cache.get(full) if self._cache else None
@@ -170,9 +235,11 @@ class LLM:
                 self._log(full, cached, 0.0, cached=True)
                 return cached
             # an entry that cannot be used (an older credo cached bad replies): ask again, overwrite it
-        start = time.perf_counter()
-        response = call()
-        took = time.perf_counter() - start
+        return None
+
+    def _store(self, request: dict, response, took: float):
+        """Checks the backend's ``response`` to ``request`` (BadReplyError if unusable), caches and logs it."""
+        full = {"backend": self.backend.name, "model": self.backend.model, **request}
         self.seconds += took
         response, bad = usable_response(request, response)
         if bad is not None:

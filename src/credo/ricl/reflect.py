@@ -119,6 +119,20 @@ class LetterPolicy:
         m = lp.max()
         return lp - (m + np.log(np.exp(lp - m).sum()))
 
+    def log_probs_many(self, queries: list[tuple[str, str | None, str]]) -> list[np.ndarray]:
+        """``log_probs`` of several ``(obs, feedback, mission)`` queries, asked together (the local
+        backend runs them as batched forward passes).
+        """
+        lps = self.llm.logprobs_many(
+            [(self.task.policy_messages(obs, fb, mission), self.task.letters) for obs, fb, mission in queries]
+        )
+        out = []
+        for lp in lps:
+            lp = np.asarray(lp, np.float64)
+            m = lp.max()
+            out.append(lp - (m + np.log(np.exp(lp - m).sum())))
+        return out
+
     def sample(self, rng: np.random.Generator, obs: str, mission: str = "") -> tuple[int, np.ndarray]:
         """Samples an action at ``obs`` (without feedback): ``(action index, [A] log-probabilities)``."""
         logp = self.log_probs(obs, mission=mission)
@@ -144,9 +158,7 @@ def reflect(
     into it, at the price of the paper's analysis before the feedback. ``horizon``
     caps the hindsight shown (the prompt's length is most of a reflection's cost).
     """
-    messages = task.reflector_messages(steps, t, mission, horizon)
-    if prefill:
-        messages = [*messages, {"role": "assistant", "content": PREFILL}]
+    messages = _reflector_messages(task, steps, t, mission, prefill, horizon)
     try:
         reply = reflector.generate(
             messages, Sampling(n=1, temperature=0.7, max_tokens=max_tokens, seed=seed)
@@ -154,8 +166,49 @@ def reflect(
     except LLMError:
         stats.add("LLM error")
         return None, ""
+    return _parsed(reply, stats, prefill)
+
+
+def _reflector_messages(task, steps, t, mission, prefill, horizon) -> list[dict]:
+    messages = task.reflector_messages(steps, t, mission, horizon)
+    return [*messages, {"role": "assistant", "content": PREFILL}] if prefill else messages
+
+
+def _parsed(reply: str, stats: FeedbackStats, prefill: bool) -> tuple[str | None, str]:
     if prefill:
         reply = f"{PREFILL} {reply}"
     feedback, status = parse_feedback(reply)
     stats.add(status)
     return feedback, reply
+
+
+def reflect_many(
+    reflector: LLM,
+    task: TextTask,
+    items: list[tuple[list[Step], int, str, int]],
+    stats: FeedbackStats,
+    max_tokens: int = 160,
+    prefill: bool = False,
+    horizon: int | None = None,
+) -> list[tuple[str | None, str]]:
+    """``reflect`` on several ``(steps, t, mission, seed)`` items, asked in one request to the reflector
+    (the local backend generates them as batches, the shared prompt prefix run once per batch).
+
+    If the batch fails with an ``LLMError``, each item is asked again on its own, so that one bad reply
+    costs only its own feedback.
+    """
+    requests = [
+        (
+            _reflector_messages(task, steps, t, mission, prefill, horizon),
+            Sampling(n=1, temperature=0.7, max_tokens=max_tokens, seed=seed),
+        )
+        for steps, t, mission, seed in items
+    ]
+    try:
+        replies = reflector.generate_many(requests)
+    except LLMError:
+        return [
+            reflect(reflector, task, steps, t, stats, mission, max_tokens, seed, prefill, horizon)
+            for steps, t, mission, seed in items
+        ]
+    return [_parsed(r[0], stats, prefill) for r in replies]
