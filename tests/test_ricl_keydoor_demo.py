@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from test_ricl import GroundTruthLLM, _scripted_setup, tiny_model  # noqa: F401  (a fixture)
+from test_ricl import GroundTruthLLM, _ricol, _rows, _scripted_setup, tiny_model  # noqa: F401  (a fixture)
 
 from credo.envs.text import keydoor as kd
 from credo.llm.base import LLM
@@ -75,3 +75,17 @@ def test_exact_success_matches_sampled_episodes_and_the_expert_always_succeeds()
     expert = np.eye(4)[expert_actions(length)]
     assert kd.success_within(length, expert, 2 * length) == pytest.approx(1.0)  # at most p + length + 1 steps
     assert kd.success_within(length, expert, length) == 0.0
+
+
+def test_ricol_on_a_short_corridor_records_the_exact_success_of_its_policy(tmp_path, tiny_model):  # noqa: F811
+    from credo.llm.local import LocalBackend
+    from credo.ricl.keydoor import policy_table
+    from credo.ricl.prompts import keydoor_task
+    from credo.ricl.reflect import LetterPolicy
+
+    t = _ricol(tmp_path, tiny_model, length=3, max_steps=12, iterations=1)
+    t.run()
+    first = _rows(tmp_path)[0]  # before any training: the model as loaded
+    table = np.exp(policy_table(LetterPolicy(LLM(LocalBackend(tiny_model)), keydoor_task()), 3))
+    assert first["test_exact_success"] == pytest.approx(kd.success_within(3, table, 12), abs=1e-6)
+    assert 0.0 < first["test_exact_success"] < 1.0

@@ -86,10 +86,17 @@ class RICOLConfig:
     memory: PositiveInt = 3  # reflexion: lessons kept in the prompt
     test_episodes: PositiveInt = 8  # evaluation episodes after every iteration (sampled actions)
     max_steps: PositiveInt | None = (
-        None  # episode limit (null: the task's: 16 goto/pickup, 32 others, 30 keydoor)
+        None  # episode limit (null: the task's: 16 goto/pickup, 32 others, 3 x length keydoor)
+    )
+    length: Annotated[int, Range(2, 1000)] | None = (
+        None  # keydoor: corridor length (null: 10, the thesis's); SmolLM2 succeeds only at 2-4 (text_task_ladder.md)
     )
     seeds: PositiveInt = 1  # runs, one after another
     seed: Annotated[int, Range(0, MAX_SEED)] = 0  # seed of the first run
+
+    def __post_init__(self):
+        if self.length is not None and self.env != "keydoor":
+            raise ValueError(f"length is the Key-Door corridor's; env {self.env!r} has none (leave it null).")
 
 
 # --- the env, seen as text ------------------------------------------------------------------
@@ -98,11 +105,12 @@ class RICOLConfig:
 class TextEpisodeEnv:
     """Key-Door or BabyAI behind one interface: text observation, mission, expert action."""
 
-    def __init__(self, name: str, max_steps: int | None = None):
+    def __init__(self, name: str, max_steps: int | None = None, length: int | None = None):
         from credo.envs.text import make_text_env
 
         self.name = name
-        self.env = make_text_env(name, **({"max_steps": max_steps} if max_steps else {}))
+        kwargs = {"max_steps": max_steps} if max_steps else {}
+        self.env = make_text_env(name, **kwargs, **({"length": length} if length else {}))
         self.keydoor = name == "keydoor"
         self._bot, self._last_action = None, None
 
@@ -194,6 +202,20 @@ def run_episode(
         logps.append(logp)
         obs = nxt
     return Episode(steps, np.stack(logps), mission, success, experts)
+
+
+def exact_success(env: TextEpisodeEnv, policy: LetterPolicy, memory: str | None = None) -> float:
+    """Key-Door: the exact success rate of ``policy`` (with Reflexion's ``memory`` in its prompt) within
+    the env's episode limit from a uniform start: its table at every state, then
+    ``keydoor.success_within``. No sampling noise, for 2 x length forward passes."""
+    from credo.envs.text import keydoor as kd
+
+    length = env.env.unwrapped.length
+    table = [
+        np.exp(policy.log_probs(kd.describe(kd.state_of(s), length), feedback=memory))
+        for s in range(kd.n_states(length))
+    ]
+    return kd.success_within(length, np.stack(table), env.env.unwrapped.max_steps)
 
 
 def oracle_feedback(task: TextTask, action: int, expert: int, accuracy: float, rng) -> str:
@@ -336,7 +358,7 @@ class RICOLTrainer:
         backend = self._policy(i)
         llm = LLM(backend)  # no cache: the weights change
         policy = LetterPolicy(llm, self.task)
-        env = TextEpisodeEnv(cfg.env, cfg.max_steps)
+        env = TextEpisodeEnv(cfg.env, cfg.max_steps, cfg.length)
         letter_ids = backend.single_token_ids(self.task.policy_messages("x"), self.task.letters)
         if letter_ids is None:
             raise ValueError(
@@ -396,6 +418,7 @@ class RICOLTrainer:
             "test_episode_returns": [float(f"{e.ret:.6g}") for e in eps],
             "test_episode_won": [int(bool(e.success)) for e in eps],
             "test_expert_prob": float(np.mean(expert_p)) if expert_p else None,
+            **({"test_exact_success": exact_success(env, policy, memory)} if env.keydoor else {}),
             "seconds_eval": time.perf_counter() - t0,
         }
 
