@@ -28,7 +28,7 @@ import numpy as np
 from credo.envs.text import keydoor as kd
 from credo.ricl.advantage import improved_policy, kl, mc_advantage, ricl_advantage
 from credo.ricl.prompts import Step, TextTask, keydoor_task
-from credo.ricl.reflect import FeedbackStats, LetterPolicy, reflect
+from credo.ricl.reflect import FeedbackStats, LetterPolicy, reflect_many
 
 
 @dataclass
@@ -135,34 +135,31 @@ def draw_reflections(
     log=lambda s: None,
     prefill: bool = False,
 ) -> Reflections:
-    """``n_max`` RICL updates per state: rollout of pi_0, reflection on step 0, the policy with the feedback."""
+    """``n_max`` RICL updates per state: rollout of pi_0, reflection on step 0, the policy with the feedback.
+
+    The rollouts and seeds are drawn first (in the order of the one-at-a-time loop this replaced), then
+    every reflection is asked in one batched request and every re-query of the policy in another.
+    """
     task = task or keydoor_task()
-    out = np.zeros((n_max, len(states), 4))
-    fbs, replies, stats = [], [], FeedbackStats()
     start = time.perf_counter()
-    for i, s in enumerate(states):
-        row_fb, row_replies = [], []
-        for k in range(n_max):
+    items = []
+    for s in states:
+        for _ in range(n_max):
             steps = _steps_text(setup, rollout(setup, logp0, s, rng)[0])
-            feedback, reply = reflect(
-                reflector,
-                task,
-                steps,
-                0,
-                stats,
-                max_tokens=max_tokens,
-                seed=int(rng.integers(1 << 30)),
-                prefill=prefill,
-            )
-            obs = kd.describe(kd.state_of(s), setup.length)
-            out[k, i] = logp0[s] if feedback is None else policy.log_probs(obs, feedback)
-            row_fb.append(feedback)
-            row_replies.append(reply)
-        fbs.append(row_fb)
-        replies.append(row_replies)
-        log(
-            f"state {i + 1}/{len(states)} reflected ({stats.usable}/{stats.total} usable so far, {time.perf_counter() - start:.0f} s)"
-        )
+            items.append((steps, 0, "", int(rng.integers(1 << 30))))
+    stats = FeedbackStats()
+    answers = reflect_many(reflector, task, items, stats, max_tokens=max_tokens, prefill=prefill)
+    log(f"{len(items)} reflections in {time.perf_counter() - start:.0f} s ({stats.usable} usable)")
+    obs = [kd.describe(kd.state_of(s), setup.length) for s in states for _ in range(n_max)]
+    asked = [j for j, (fb, _) in enumerate(answers) if fb is not None]
+    improved = dict(
+        zip(asked, policy.log_probs_many([(obs[j], answers[j][0], "") for j in asked]), strict=True)
+    )
+    out = np.zeros((n_max, len(states), 4))
+    for j, s in enumerate(s for s in states for _ in range(n_max)):
+        out[j % n_max, j // n_max] = improved.get(j, logp0[s])
+    fbs = [[answers[i * n_max + k][0] for k in range(n_max)] for i in range(len(states))]
+    replies = [[answers[i * n_max + k][1] for k in range(n_max)] for i in range(len(states))]
     return Reflections(states, out, fbs, replies, stats, time.perf_counter() - start)
 
 
