@@ -259,6 +259,7 @@ def _ricol(tmp_path, model, **kw):
         lr=3e-3,
         epochs=4,
         batch_size=4,
+        finetune="full",  # the tests that check the weights; LoRA (the default) is tested explicitly
     )
     cfg = RICOLConfig(**{**base, **kw})
     return RICOLTrainer(cfg, tmp_path, log=lambda s: None)
@@ -307,20 +308,21 @@ def test_one_ricol_iteration_runs_end_to_end_and_checkpoints(tmp_path, tiny_mode
     assert [0 < p <= 1 for p in summary["test_expert_prob"][0]] == [True, True]  # iterations 0 and 1
 
 
-def test_ricol_resumes_from_its_checkpoint_with_the_trained_weights(tmp_path, tiny_model):
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_ricol_resumes_from_its_checkpoint_with_the_trained_weights(tmp_path, tiny_model, finetune):
     import torch
 
-    t = _ricol(tmp_path, tiny_model, iterations=1)
+    t = _ricol(tmp_path, tiny_model, iterations=1, finetune=finetune, lora_r=2)
     t.run()
     trained = t._policy(0).lm.state_dict()
-    fresh = _ricol(tmp_path / "other", tiny_model)._policy(0).lm.state_dict()
+    fresh = _ricol(tmp_path / "other", tiny_model, finetune=finetune, lora_r=2)._policy(0).lm.state_dict()
     assert any(not torch.equal(trained[k], fresh[k]) for k in trained)
-    t2 = _ricol(tmp_path, tiny_model, iterations=2)  # resume: one more iteration
+    t2 = _ricol(tmp_path, tiny_model, iterations=2, finetune=finetune, lora_r=2)  # resume: one more iteration
     t2.run()
     rows = _rows(tmp_path)
     assert [r["iteration"] for r in rows] == [0, 1, 2] and rows[-1]["env_steps"] == 24
     # the same two iterations unbroken: the same weights (Adam's moments are in the checkpoint)
-    unbroken = _ricol(tmp_path / "unbroken", tiny_model, iterations=2)
+    unbroken = _ricol(tmp_path / "unbroken", tiny_model, iterations=2, finetune=finetune, lora_r=2)
     unbroken.run()
     resumed, straight = t2._policy(0).lm.state_dict(), unbroken._policy(0).lm.state_dict()
     assert all(torch.equal(resumed[k], straight[k]) for k in resumed)

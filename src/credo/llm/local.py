@@ -415,6 +415,13 @@ class LocalBackend(Backend):
         """
         return (id(self.lm), sum(p._version for p in self.lm.parameters()))
 
+    def forget_prefix(self) -> None:
+        """Drops the kept prefix (``_kept_cache``), so that what follows is computed as in a fresh process:
+        reusing a prefix changes log-probabilities in the last float bits, and a resumed run must take
+        exactly the steps of an unbroken one (RICOL calls this at the start of every phase).
+        """
+        self._kept_prefix, self._last_prompt = None, []
+
     def _kept_cache(self, prompt: list[int]):
         """(prefix length, a copy of the kept key-value cache of ``prompt``'s prefix) for a single no-grad
         query, or (0, None). The kept prefix is the part the last two prompts shared (a policy's system
