@@ -442,12 +442,16 @@ def plot_errors(doc: dict, path) -> None:
         name: (np.array([float(n) for n in errs]), np.array(list(errs.values()), float).T)
         for name, errs in (("Monte Carlo", doc["mc_error"]), ("RICL", doc["ricl_error"]))
     }
+    if "error_no_update" in doc:  # the estimate A = 0 (pi_0 itself): what an estimator must beat
+        x = curves["Monte Carlo"][0]
+        curves["no update (A = 0)"] = (x, np.full((1, len(x)), doc["error_no_update"]))
     plot_learning_curves(
         curves,
         path,
         xlabel="trajectories n",
         ylabel="E KL(pi_method || pi_gt)",
-        title=f"1D Key-Door (length {doc['setup']['length']}), {doc['policy_model']}",
+        title=f"1D Key-Door (length {doc['setup']['length']}), {doc['policy_model']}"
+        + (", demo-tuned pi_0" if doc.get("demo_tuning") else ""),
         logx=True,
     )
 
