@@ -49,14 +49,15 @@ def _reset_peak() -> bool:
 
 def _commit() -> str:
     try:
+        root = Path(__file__).resolve().parent.parent
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root
         )
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "src"],
             capture_output=True,
             text=True,
-            cwd=Path(__file__).parent,
+            cwd=root,
         )
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except OSError:
@@ -189,6 +190,9 @@ def write(rows: list[dict], results: Path) -> None:
             f"**{s['iteration']:.0f}** | {s['load']:.0f} | {p['loading']:.1f} / {p['iteration'] or 0:.1f} | "
             f"{kl} | {la} |"
         )
+    notes = [f"* {r['label']}: {r['note']}" for r in rows if r.get("note")]
+    if notes:
+        lines += ["", *notes]
     (results / "ricol_cost.md").write_text("\n".join(lines) + "\n")
 
 
