@@ -209,10 +209,7 @@ def solve(length: int, policy: np.ndarray, gamma: float, beta: float = 0.0) -> S
         raise ValueError(f"beta must be non-negative, got {beta}")
     next_state, reward = dynamics_table(length)  # [n, 4]; next_state -1 is the terminal state
     n = n_states(length)
-    live = next_state >= 0
-    P = np.zeros((n, n))
-    rows = np.broadcast_to(np.arange(n)[:, None], next_state.shape)
-    np.add.at(P, (rows[live], next_state[live]), policy[live])
+    P = _chain(next_state, policy)
     R = (policy * reward).sum(axis=1)
     H = _entropy(policy)
     try:
@@ -222,7 +219,7 @@ def solve(length: int, policy: np.ndarray, gamma: float, beta: float = 0.0) -> S
             f"I - gamma P is singular for gamma={gamma}: from some state the policy never unlocks the "
             "door, so its undiscounted value is undefined. Use gamma < 1."
         ) from None
-    Q = reward + gamma * np.where(live, V[np.maximum(next_state, 0)], 0.0)
+    Q = reward + gamma * np.where(next_state >= 0, V[np.maximum(next_state, 0)], 0.0)
     return Solution(P=P, R=R, entropy=H, V=V, Q=Q, A=Q - V[:, None])
 
 
@@ -236,10 +233,7 @@ def success_within(length: int, policy: np.ndarray, horizon: int) -> float:
         raise ValueError(f"horizon must be at least 1, got {horizon}")
     next_state, reward = dynamics_table(length)
     n = n_states(length)
-    live = next_state >= 0
-    P = np.zeros((n, n))
-    rows = np.broadcast_to(np.arange(n)[:, None], next_state.shape)
-    np.add.at(P, (rows[live], next_state[live]), policy[live])
+    P = _chain(next_state, policy)
     unlock = (policy * (reward > 0)).sum(axis=1)  # the only way out of the chain is the unlock
     dist = np.zeros(n)
     dist[[state_index(p, False) for p in range(length)]] = 1.0 / length
@@ -267,6 +261,17 @@ def kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, p * (np.log(p) - np.log(q)), 0.0)
     return terms.sum(axis=-1)
+
+
+def _chain(next_state: np.ndarray, policy: np.ndarray) -> np.ndarray:
+    """``[n, n]`` state-to-state transition probabilities under ``policy``; substochastic, since the
+    unlock leaves the chain (``next_state`` -1)."""
+    n = len(next_state)
+    live = next_state >= 0
+    P = np.zeros((n, n))
+    rows = np.broadcast_to(np.arange(n)[:, None], next_state.shape)
+    np.add.at(P, (rows[live], next_state[live]), policy[live])
+    return P
 
 
 def _entropy(policy: np.ndarray) -> np.ndarray:
