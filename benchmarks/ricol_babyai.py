@@ -37,6 +37,7 @@ LLM_SETTINGS = [
     "reflector_prefill=true",
     "hindsight_steps=4",
     "lr=1e-6",
+    "finetune=full",  # the recorded results fine-tuned every weight at lr 1e-6 (RICOL's default is now LoRA)
     "epochs=1",
 ]
 TEST_EPISODES = int(next(s for s in LLM_SETTINGS if s.startswith("test_episodes=")).split("=")[1])
