@@ -53,8 +53,8 @@ def main() -> None:
 
     rows, plot = {}, {}
     for cell in sorted(d for d in args.sweep.iterdir() if (d / "summary.json").exists()):
-        label = cell.name.split("-")[0]
-        metric = "test_exact_success" if label in LLM else "test_return"
+        label = cell.name.removesuffix("-keydoor")  # a cell is named LABEL-ENV
+        metric = "test_exact_success" if label.split("-")[0] in LLM else "test_return"
         cs = curves(cell, metric)
         start = np.array([c[1][0] for c in cs])
         final = np.array([c[1][-1] for c in cs])
@@ -89,7 +89,7 @@ def main() -> None:
     )
 
     def fmt(xs):
-        return ", ".join(f"{100 * x:.0f}%" for x in xs)
+        return ", ".join(f"{100 * x:.1f}%" for x in xs)
 
     m = doc["machine"]
     lines = [
