@@ -351,3 +351,23 @@ def test_a_cell_whose_settings_changed_since_it_ran_is_flagged_not_skipped(tmp_p
         cwd=tmp_path,
     )
     assert out.returncode == 2 and "other settings" in out.stderr
+
+
+def test_the_eta_waits_for_cells_without_an_env_step_budget(tmp_path):
+    from credo.study.spec import load_spec
+    from credo.study.sweep import SweepDisplay, plan
+
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(
+        "name: mixed\nalgos: {}\ninclude:\n"
+        "  - {label: rwr, algo: rwr, env: keydoor}\n"
+        "  - {label: ppo, algo: ippo, env: matrix:climbing, steps: 1000}\nseeds: 1\n"
+    )
+    spec = load_spec(spec_path)
+    rows = plan(spec, tmp_path / "runs")
+    assert [r["budget"] for r in rows][0] is None and rows[1]["budget"] == 1000
+    display = SweepDisplay(spec, tmp_path / "runs", rows, progress=False)
+    display.t0 -= 10.0  # ten seconds in, 100 env steps trained
+    assert display.eta(100) == "ETA ?"  # the LLM cell's iterations make the env-step rate meaningless
+    rows[0]["status"] = "done"
+    assert display.eta(100).startswith("ETA ") and display.eta(100) != "ETA ?"

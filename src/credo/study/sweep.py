@@ -487,9 +487,12 @@ class SweepDisplay:
         return f"{c['done']}/{len(self.rows)} done, {c['running']} running, {c['failed']} failed"
 
     def eta(self, steps: int) -> str:
-        """Time left at the env-step rate since the sweep started (``ETA ?`` before it is known)."""
+        """Time left at the env-step rate since the sweep started (``ETA ?`` before it is known, and while
+        a cell without an env-step budget, such as an LLM policy's counted in iterations, is still to
+        finish: its few env steps make the rate meaningless; it read 71 h for a 25-minute sweep)."""
         rate = (steps - self.steps0) / max(time.time() - self.t0, 1e-9)
-        if not self.total or rate <= 0:
+        unbudgeted = any(not r.get("budget") and r["status"] != "done" for r in self.rows)
+        if not self.total or rate <= 0 or unbudgeted:
             return "ETA ?"
         return f"ETA {_duration(max(self.total - steps, 0) / rate)}"
 
