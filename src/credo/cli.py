@@ -577,14 +577,13 @@ def cmd_qllm_train(args) -> int:
         f"tfcaf={artifact}",
         *([f"env_kwargs={json.dumps(env_kwargs)}"] if env_kwargs else []),
     ]
-    # the training settings must resolve before minutes of generation are spent
-    api.make_config("qllm", args.env, steps=args.steps, seeds=args.seeds, overrides=overrides)
+    # the training settings resolve before minutes of generation are spent (the artifact is read at training)
+    cfg = api.make_config("qllm", args.env, steps=args.steps, seeds=args.seeds, overrides=overrides)
     args.out = str(artifact)
     rc = cmd_qllm_generate(args)
     if rc != 0:
         return rc
     print(f"credo qllm train {args.env}: training QLLM with the generated TFCAF ({artifact})")
-    cfg = api.make_config("qllm", args.env, steps=args.steps, seeds=args.seeds, overrides=overrides)
     run = api.train_config(cfg, out=out, name="train", progress=not args.no_progress)
     if run.summary is not None:
         _print_summary(run.summary, run.path)

@@ -96,6 +96,14 @@ class Sampling:
         object.__setattr__(self, "stop", tuple(self.stop))
 
 
+def _generate_request(messages: list[Message], sampling: Sampling) -> dict:
+    """The cache key of a generation request; unconstrained requests keep the keys they always had."""
+    settings = asdict(sampling)
+    if settings["grammar"] is None:
+        del settings["grammar"]
+    return {"kind": "generate", "messages": messages, "sampling": settings}
+
+
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
     """``text`` up to (not including) the earliest stop string."""
     ends = [i for i in (text.find(s) for s in stop if s) if i >= 0]
@@ -158,10 +166,7 @@ class LLM:
         answers after it). The returned text excludes the prefill.
         """
         sampling = sampling or Sampling()
-        settings = asdict(sampling)
-        if settings["grammar"] is None:  # unconstrained requests keep the cache keys they always had
-            del settings["grammar"]
-        request = {"kind": "generate", "messages": messages, "sampling": settings}
+        request = _generate_request(messages, sampling)
         return self._ask(request, lambda: self.backend._generate(messages, sampling))
 
     def generate_many(self, requests: list[tuple[list[Message], Sampling]]) -> list[list[str]]:
@@ -171,44 +176,30 @@ class LLM:
         backend batches them: a sampled reply then depends on the batch it was drawn in, seeded by the
         first request's seed, while a greedy one does not). Each request is cached and logged on its own.
         """
-        fulls, out, todo = [], [None] * len(requests), []
-        for i, (messages, sampling) in enumerate(requests):
-            settings = asdict(sampling)
-            if settings["grammar"] is None:
-                del settings["grammar"]
-            request = {"kind": "generate", "messages": messages, "sampling": settings}
-            fulls.append(request)
-            hit = self._cached(request)
-            if hit is None:
-                todo.append(i)
-            else:
-                out[i] = hit
-        if todo:
-            start = time.perf_counter()
-            replies = self.backend._generate_many([requests[i] for i in todo])
-            took = (time.perf_counter() - start) / len(todo)
-            for i, reply in zip(todo, replies, strict=True):
-                out[i] = self._store(fulls[i], reply, took)
-        return out
+        fulls = [_generate_request(messages, sampling) for messages, sampling in requests]
+        return self._ask_many(fulls, lambda todo: self.backend._generate_many([requests[i] for i in todo]))
 
     def logprobs_many(self, requests: list[tuple[list[Message], list[str]]]) -> list[list[float]]:
         """``logprobs`` of several ``(messages, continuations)`` requests (batched by the local backend)."""
-        fulls, out, todo = [], [None] * len(requests), []
-        for i, (messages, continuations) in enumerate(requests):
-            request = {"kind": "logprobs", "messages": messages, "continuations": list(continuations)}
-            fulls.append(request)
-            hit = self._cached(request)
-            if hit is None:
-                todo.append(i)
-            else:
-                out[i] = hit
+        fulls = [
+            {"kind": "logprobs", "messages": messages, "continuations": list(continuations)}
+            for messages, continuations in requests
+        ]
+        out = self._ask_many(fulls, lambda todo: self.backend._logprobs_many([requests[i] for i in todo]))
+        return [[float(x) for x in r] for r in out]
+
+    def _ask_many(self, fulls: list[dict], call) -> list:
+        """The responses to several requests: cached ones from the cache, the others from one backend
+        ``call(indices)``, each checked, cached and logged on its own (the batch's time split evenly)."""
+        out = [self._cached(request) for request in fulls]
+        todo = [i for i, hit in enumerate(out) if hit is None]
         if todo:
             start = time.perf_counter()
-            answers = self.backend._logprobs_many([requests[i] for i in todo])
+            answers = call(todo)
             took = (time.perf_counter() - start) / len(todo)
             for i, answer in zip(todo, answers, strict=True):
                 out[i] = self._store(fulls[i], answer, took)
-        return [[float(x) for x in r] for r in out]
+        return out
 
     def logprobs(self, messages: list[Message], continuations: list[str]) -> list[float]:
         """``log p(c | messages)`` for each continuation ``c`` of the assistant's reply."""

@@ -299,15 +299,8 @@ class LocalBackend(Backend):
                 batch,
                 attention_mask=torch.ones_like(batch),
                 **_cache_kwarg(cache),
-                max_new_tokens=sampling.max_tokens,
-                do_sample=not greedy,
-                temperature=None if greedy else sampling.temperature,
-                top_p=None,
-                top_k=None,
-                pad_token_id=self.tokenizer.pad_token_id,
+                **self._decoding(sampling),
                 logits_processor=processors or None,
-                stop_strings=list(sampling.stop) or None,
-                tokenizer=self.tokenizer if sampling.stop else None,
             )
         texts = [
             cut_at_stop(self.tokenizer.decode(o[ids.shape[1] :], skip_special_tokens=True), sampling.stop)
@@ -348,6 +341,20 @@ class LocalBackend(Backend):
                         out[idx[r]] = got * sampling.n if per == 1 else got
         return out
 
+    def _decoding(self, sampling: Sampling) -> dict:
+        """``generate``'s decoding settings for ``sampling``: length, greedy or sampled, the stop strings."""
+        greedy = sampling.temperature == 0
+        return {
+            "max_new_tokens": sampling.max_tokens,
+            "do_sample": not greedy,
+            "temperature": None if greedy else sampling.temperature,
+            "top_p": None,
+            "top_k": None,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "stop_strings": list(sampling.stop) or None,
+            "tokenizer": self.tokenizer if sampling.stop else None,
+        }
+
     def _generate_rows(self, prompts: list[list[int]], sampling: Sampling, per: int, seed: int) -> list[str]:
         """One batched generation: ``per`` replies to each prompt, the shared prefix run once."""
         import torch
@@ -359,7 +366,6 @@ class LocalBackend(Backend):
             shared = 0
         ids, mask = self._padded(prompts, shared)
         torch.manual_seed(seed)
-        greedy = sampling.temperature == 0
         with torch.no_grad():
             cache = None
             if shared:
@@ -368,14 +374,7 @@ class LocalBackend(Backend):
                 ids,
                 attention_mask=mask,
                 **_cache_kwarg(cache),
-                max_new_tokens=sampling.max_tokens,
-                do_sample=not greedy,
-                temperature=None if greedy else sampling.temperature,
-                top_p=None,
-                top_k=None,
-                pad_token_id=self.tokenizer.pad_token_id,
-                stop_strings=list(sampling.stop) or None,
-                tokenizer=self.tokenizer if sampling.stop else None,
+                **self._decoding(sampling),
             )
         return [
             cut_at_stop(self.tokenizer.decode(o[ids.shape[1] :], skip_special_tokens=True), sampling.stop)

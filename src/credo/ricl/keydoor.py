@@ -41,9 +41,11 @@ class KeyDoorSetup:
     max_steps: int = 30  # rollout horizon
 
 
-def policy_table(policy: LetterPolicy, length: int) -> np.ndarray:
-    """``[n_states, 4]`` log pi_0 of the LLM at every state of the corridor."""
-    rows = [policy.log_probs(kd.describe(kd.state_of(i), length)) for i in range(kd.n_states(length))]
+def policy_table(policy: LetterPolicy, length: int, feedback: str | None = None) -> np.ndarray:
+    """``[n_states, 4]`` log pi_0 of the LLM at every state of the corridor (``feedback`` in its prompt)."""
+    rows = [
+        policy.log_probs(kd.describe(kd.state_of(i), length), feedback) for i in range(kd.n_states(length))
+    ]
     return np.stack(rows)
 
 

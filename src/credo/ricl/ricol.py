@@ -208,13 +208,12 @@ def exact_success(env: TextEpisodeEnv, policy: LetterPolicy, memory: str | None 
     the env's episode limit from a uniform start: its table at every state, then
     ``keydoor.success_within``. No sampling noise, for 2 x length forward passes."""
     from credo.envs.text import keydoor as kd
+    from credo.ricl.keydoor import policy_table
 
     length = env.env.unwrapped.length
-    table = [
-        np.exp(policy.log_probs(kd.describe(kd.state_of(s), length), feedback=memory))
-        for s in range(kd.n_states(length))
-    ]
-    return kd.success_within(length, np.stack(table), env.env.unwrapped.max_steps)
+    return kd.success_within(
+        length, np.exp(policy_table(policy, length, memory)), env.env.unwrapped.max_steps
+    )
 
 
 def oracle_feedback(task: TextTask, action: int, expert: int, accuracy: float, rng) -> str:
