@@ -455,9 +455,7 @@ class LocalBackend(Backend):
         """
         if rows == 1 or ids.shape[1] < 2:
             return ids.expand(rows, -1), None
-        cache = self.lm(input_ids=ids[:, :-1], use_cache=True).past_key_values
-        cache.batch_repeat_interleave(rows)
-        return ids.expand(rows, -1).contiguous(), cache
+        return ids.expand(rows, -1).contiguous(), self._prefix_cache(ids[0, :-1].tolist(), rows)
 
     def grammar_processor(self, gbnf: str, rows: int, prompt_len: int):
         """A logits processor that keeps ``rows`` sequences inside the GBNF grammar (``credo.llm.constrain``).
