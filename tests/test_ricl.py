@@ -188,9 +188,8 @@ def test_keydoor_experiment_writes_its_results(tmp_path):
 # --- RICOL's loop on a tiny randomly initialised model ------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A 2-layer Llama with SmolLM2's tokenizer and chat template: RICOL's loop in seconds."""
+def _tiny_llama(tmp_path_factory, name: str, seed: int, **config) -> str:
+    """A 2-layer Llama with SmolLM2's tokenizer and chat template, saved under a fresh directory."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -198,7 +197,7 @@ def tiny_model(tmp_path_factory):
 
     gguf = embedded_gguf()
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     cfg = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=32,
@@ -208,11 +207,18 @@ def tiny_model(tmp_path_factory):
         num_key_value_heads=2,
         max_position_embeddings=2048,
         tie_word_embeddings=True,
+        **config,
     )
-    path = tmp_path_factory.mktemp("tiny")
+    path = tmp_path_factory.mktemp(name)
     LlamaForCausalLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A tiny randomly initialised model: RICOL's loop in seconds."""
+    return _tiny_llama(tmp_path_factory, "tiny", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -220,29 +226,7 @@ def sharp_model(tmp_path_factory):
     """``tiny_model`` with weights 25x larger: peaked next-token distributions that depend on the
     prompt, so that greedy decoding writes different replies to different prompts.
     """
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from credo.llm.local import embedded_gguf
-
-    gguf = embedded_gguf()
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    torch.manual_seed(1)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        initializer_range=0.5,
-    )
-    path = tmp_path_factory.mktemp("sharp")
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
+    return _tiny_llama(tmp_path_factory, "sharp", seed=1, initializer_range=0.5)
 
 
 def _ricol(tmp_path, model, **kw):
