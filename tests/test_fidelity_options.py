@@ -68,7 +68,7 @@ def encoder_grads(learner, wm_params, batch, extra, parts):
         _, (_, losses) = learner.world_model_loss(p, batch, extra)
         return sum(losses[k] for k in parts)
 
-    return jax.grad(loss)(wm_params)["params"]
+    return jax.jit(jax.grad(loss))(wm_params)["params"]
 
 
 def norm(tree):

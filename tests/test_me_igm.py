@@ -197,7 +197,7 @@ def test_losses_touch_only_their_own_parameters():
             _, m = learner.loss(params, state.target_params, batch, batch.reward, jax.random.PRNGKey(0))
             return m[name]
 
-        return jax.grad(f)(state.params)
+        return jax.jit(jax.grad(f))(state.params)  # one compile; eager re-traces every scan
 
     def norm(tree):
         return float(sum(jnp.abs(x).sum() for x in jax.tree.leaves(tree)))
@@ -324,7 +324,8 @@ def test_learner_target_takes_the_replayed_actions_log_pi_only_when_asked():
         learner = make_learner(cfg, spec)
         learner.logits = lambda params, qs, state: jnp.broadcast_to(fixed, qs.shape)
         state = learner.init(jax.random.PRNGKey(0))
-        _, m = learner.loss(state.params, state.target_params, batch, batch.reward, jax.random.PRNGKey(3))
+        loss = jax.jit(learner.loss)  # one compile; eager re-traces every scan
+        _, m = loss(state.params, state.target_params, batch, batch.reward, jax.random.PRNGKey(3))
         targets[form] = float(m["target_mean"])
     # Per agent: -log pi(replayed) - (-log pi(sampled)) = 30 exactly (both share log(2 + e^-30)).
     # It enters step t's target once per later step j (t < j < T) with weight (gamma lambda)^(j-t);
