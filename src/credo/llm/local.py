@@ -302,10 +302,7 @@ class LocalBackend(Backend):
                 **self._decoding(sampling),
                 logits_processor=processors or None,
             )
-        texts = [
-            cut_at_stop(self.tokenizer.decode(o[ids.shape[1] :], skip_special_tokens=True), sampling.stop)
-            for o in out
-        ]
+        texts = self._replies(out, ids.shape[1], sampling)
         return texts * sampling.n if greedy else texts
 
     #: rows of one batched generation: the reflector's prompts (about 1,200 tokens) in chunks of this many
@@ -376,8 +373,12 @@ class LocalBackend(Backend):
                 **_cache_kwarg(cache),
                 **self._decoding(sampling),
             )
+        return self._replies(out, ids.shape[1], sampling)
+
+    def _replies(self, out, prompt_len: int, sampling: Sampling) -> list[str]:
+        """The text ``generate`` wrote after the prompt in each row of ``out``, cut at the first stop string."""
         return [
-            cut_at_stop(self.tokenizer.decode(o[ids.shape[1] :], skip_special_tokens=True), sampling.stop)
+            cut_at_stop(self.tokenizer.decode(o[prompt_len:], skip_special_tokens=True), sampling.stop)
             for o in out
         ]
 
